@@ -1,0 +1,166 @@
+"""The contract every sandbox engine implements, and the frozen values that cross it.
+
+A run's life as a backend sees it::
+
+    execution = await backend.launch(spec)        # create + start one fresh sandbox; idempotent per run id
+    async for frame in execution.frames():        # the runner's frames (see protocol.py) until it is done
+        ...
+    outcome = await execution.finish()            # exit status, OOM, usage; the sandbox is removed
+
+``stop(handle)`` kills and removes a sandbox and is safe to call twice or on one that is gone.
+``list_sandboxes()`` finds every sandbox carrying our labels (reconcile after a restart) and
+``attach(handle)`` picks up one that outlived the control plane. Engines translate their own states
+into ``SandboxState``; nothing above this layer sees a Docker or Kubernetes status string.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controlplane.backends.protocol import Frame
+from controlplane.core.states import NetworkMode
+
+LABEL_MANAGED = "io.controlplane.managed"
+LABEL_RUN = "io.controlplane.run-id"
+LABEL_TENANT = "io.controlplane.tenant-id"
+LABEL_AUTOMATION = "io.controlplane.automation-id"
+
+# Layout inside every sandbox (the image and the runner agree on these paths).
+SANDBOX_WORK = "/work"  # tmpfs: code/, outputs/, home/, input
+SANDBOX_CODE = "/work/code"
+SANDBOX_OUTPUTS = "/work/outputs"
+SANDBOX_INPUT = "/work/input"
+SANDBOX_HOME = "/work/home"
+SANDBOX_FILES = "/mnt/files"  # the tenant's files, read-only
+SANDBOX_ARCHIVE = "/mnt/archive"  # the tenant's scratch archive, read-write, retention-cleaned
+RUNNER_PATH = "/opt/controlplane/runner.py"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float
+    memory_mb: int
+    pids: int
+    tmp_mb: int = 64
+    work_mb: int = 128
+    nofile: int = 1024
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a backend needs to start one run; built by the services layer from a run row."""
+
+    run_id: str
+    tenant_id: str
+    automation_id: str
+    image: str
+    runtime: str
+    entrypoint: str
+    files: Mapping[str, bytes]
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    input: bytes
+    resources: Resources
+    network: NetworkMode
+    deadline_seconds: float
+    outputs_max_files: int = 100
+    outputs_max_bytes: int = 20 * 1024 * 1024
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    run_id: str
+    tenant_id: str
+    ref: str  # engine-side name of the sandbox (container name, Job name)
+
+
+class SandboxState(enum.StrEnum):
+    PENDING = "pending"  # created, not yet running
+    RUNNING = "running"
+    EXITED = "exited"
+    MISSING = "missing"  # the engine has no such sandbox
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    handle: RunHandle
+    state: SandboxState
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float = 0.0
+    memory_peak_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int | None  # None: the engine could not tell (sandbox vanished)
+    oom_killed: bool
+    usage: Usage
+    finished_at: datetime | None = None
+    detail: str | None = None  # engine-side explanation when something odd happened
+
+
+class Execution(abc.ABC):
+    """One launched sandbox: its frames, then its outcome."""
+
+    handle: RunHandle
+
+    @abc.abstractmethod
+    def frames(self) -> AsyncIterator[Frame]:
+        """Frames from the runner until it reports its exit or the sandbox ends."""
+
+    @abc.abstractmethod
+    async def finish(self) -> Outcome:
+        """Collect exit status and usage, then remove the sandbox. Call once, after ``frames``."""
+
+
+class Backend(abc.ABC):
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the engine answers."""
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """One-time set-up at start (networks, firewall rules, image checks)."""
+
+    @abc.abstractmethod
+    async def launch(self, spec: RunSpec) -> Execution:
+        """Create and start one fresh sandbox for ``spec``. A retry for the same run id finds the sandbox
+        the first attempt created instead of making a second one."""
+
+    @abc.abstractmethod
+    async def attach(self, handle: RunHandle) -> Execution:
+        """Follow a sandbox that was launched by an earlier process (reconcile)."""
+
+    @abc.abstractmethod
+    async def stop(self, handle: RunHandle) -> None:
+        """Kill and remove the sandbox. Safe to call twice; a missing sandbox is not an error."""
+
+    @abc.abstractmethod
+    async def list_sandboxes(self) -> list[SandboxInfo]:
+        """Every sandbox carrying our labels, in any state."""
+
+    def extra_listen_addresses(self) -> list[tuple[str, int]]:
+        """Addresses the API server must also listen on so runs with network=api can call it back."""
+        return []
+
+    def api_host_for_runs(self) -> str | None:
+        """host:port a run uses to reach the API (its HOST variable), or None when runs cannot."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release client resources."""

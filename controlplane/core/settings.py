@@ -1,0 +1,169 @@
+"""Every setting of the control plane, read once from ``CP_*`` environment variables.
+
+One class, grouped by the ``group`` tag in each field's schema extra; the README's configuration table is
+generated from this class (``controlplane config-table``) and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _f(default: Any, group: str, description: str, **kw: Any) -> Any:
+    return Field(default, description=description, json_schema_extra={"group": group}, **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CP_", extra="ignore", validate_default=True)
+
+    # --- server -------------------------------------------------------------------------------------
+    host: str = _f("127.0.0.1", "server", "Address the API listens on.")
+    port: int = _f(8080, "server", "Port the API listens on.", ge=1, le=65535)
+    public_url: str | None = _f(
+        None, "server", "Base URL clients use to reach the API (for links); defaults to http://HOST:PORT."
+    )
+    log_level: str = _f("info", "server", "Log level of the server (debug, info, warning, error).")
+    max_body_bytes: int = _f(10 * 1024 * 1024, "server", "Largest request body accepted; larger is 413.")
+    max_header_bytes: int = _f(256 * 1024, "server", "Largest total request header size; larger is 431.")
+    metrics_token: str | None = _f(
+        None, "server", "When set, GET /metrics requires 'Authorization: Bearer <this value>'."
+    )
+    metrics_port: int | None = _f(
+        None, "server", "When set, /metrics is served on this port (same host) instead of the API port."
+    )
+
+    # --- storage ------------------------------------------------------------------------------------
+    data_dir: Path = _f(Path("./data"), "storage", "Directory for the SQLite database and local state.")
+    database_url: str = _f(
+        "sqlite+aiosqlite:///./data/controlplane.db",
+        "storage",
+        "SQLAlchemy URL. SQLite by default; postgresql+psycopg://user:pass@host/db for production.",
+    )
+    database_pool_size: int = _f(10, "storage", "Connections kept per process (PostgreSQL).", ge=1)
+    database_timeout_seconds: float = _f(
+        5.0, "storage", "How long a request waits for the database before answering 503.", gt=0
+    )
+
+    # --- auth ---------------------------------------------------------------------------------------
+    bootstrap_tenant: str = _f("default", "auth", "Tenant created on start if missing; automations/ loads into it.")
+    bootstrap_user: str = _f("admin", "auth", "Admin user of the bootstrap tenant.")
+    bootstrap_token: str | None = _f(
+        None,
+        "auth",
+        "Admin token of the bootstrap tenant. When unset a token is generated on first start and printed once.",
+    )
+
+    # --- backend ------------------------------------------------------------------------------------
+    backend: Literal["docker", "kubernetes", "fake"] = _f(
+        "docker", "backend", "Sandbox engine: docker (one machine) or kubernetes (a cluster); fake for tests."
+    )
+    docker_url: str | None = _f(None, "backend", "Docker engine URL; defaults to DOCKER_HOST or the local socket.")
+    docker_timeout_seconds: float = _f(30.0, "backend", "HTTP timeout of one Docker engine call.", gt=0)
+    sandbox_image: str = _f("controlplane-sandbox-python:1", "backend", "Image every run starts from.")
+    sandbox_user: str = _f("10001:10001", "backend", "uid:gid the script runs as inside the sandbox (never 0).")
+    sandbox_env_prefix: str = _f(
+        "JETQUERY_", "backend", "Prefix of the variables a run receives (TOKEN, HOST, RUN_ID, FILES, ...)."
+    )
+    container_prefix: str = _f("cp-run-", "backend", "Name prefix of run containers (name = prefix + run id).")
+    api_network: str = _f(
+        "cp-api", "backend", "Docker network for runs with network=api (only the control plane reachable)."
+    )
+    api_network_subnet: str = _f("10.213.0.0/24", "backend", "Subnet of the api network.")
+    egress_network: str = _f(
+        "cp-egress", "backend", "Docker network for runs with network=egress (internet, not host/metadata)."
+    )
+    egress_network_subnet: str = _f("10.213.1.0/24", "backend", "Subnet of the egress network.")
+    egress_blocked_cidrs: list[str] = _f(
+        ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"],
+        "backend",
+        "Destinations egress runs may never reach (cloud metadata, private ranges). JSON list.",
+    )
+    manage_firewall: bool = _f(
+        True,
+        "backend",
+        "Install the iptables rules that confine api/egress networks (needs root); without them those "
+        "network modes are refused.",
+    )
+    tenant_volumes: bool = _f(
+        True, "backend", "Mount per-tenant FILES (read-only) and ARCHIVE (read-write) volumes into runs."
+    )
+    archive_size_mb: int = _f(
+        256, "backend", "Size cap of a tenant's ARCHIVE volume (a loop-mounted ext4 image when root).", ge=1
+    )
+    archive_retention_days: int = _f(30, "backend", "Files in ARCHIVE older than this are deleted.", ge=1)
+
+    # --- limits -------------------------------------------------------------------------------------
+    sync_concurrency_per_tenant: int = _f(10, "limits", "Synchronous runs in flight per tenant.", ge=1)
+    background_concurrency_total: int = _f(100, "limits", "Background runs in flight over all tenants.", ge=1)
+    sync_timeout_seconds: int = _f(
+        60, "limits", "Deadline of a synchronous run when its automation sets no timeoutSeconds.", ge=1
+    )
+    background_timeout_seconds: int = _f(
+        840, "limits", "Largest deadline of any run (14 minutes); default of background runs.", ge=1
+    )
+    default_cpus: float = _f(1.0, "limits", "CPUs of a run when its automation sets none.", gt=0)
+    default_memory_mb: int = _f(256, "limits", "Memory (and memory+swap) of a run when unset.", ge=16)
+    default_pids: int = _f(128, "limits", "Process/thread limit of a run when unset.", ge=8)
+    max_cpus: float = _f(2.0, "limits", "Tenant-wide maximum CPUs per run (a tenant setting may lower it).", gt=0)
+    max_memory_mb: int = _f(2048, "limits", "Tenant-wide maximum memory per run.", ge=16)
+    max_pids: int = _f(1024, "limits", "Tenant-wide maximum pids per run.", ge=8)
+    tmp_size_mb: int = _f(64, "limits", "Size of the sandbox's /tmp tmpfs.", ge=1)
+    work_size_mb: int = _f(128, "limits", "Size of the sandbox's /work tmpfs (code, input, outputs).", ge=1)
+    nofile_limit: int = _f(1024, "limits", "Open files limit (ulimit -n) inside a run.", ge=16)
+    log_max_bytes: int = _f(
+        1024 * 1024, "limits", "Bytes kept per stream (stdout, stderr) of a run; past it head and tail are kept."
+    )
+    inline_output_bytes: int = _f(
+        64 * 1024, "limits", "stdout/stderr bytes returned inline in a run; the rest via .../logs."
+    )
+    artifacts_max_files: int = _f(100, "limits", "Files collected from a run's outputs directory.", ge=0)
+    artifacts_max_bytes: int = _f(20 * 1024 * 1024, "limits", "Total bytes collected from outputs.", ge=0)
+    input_max_bytes: int = _f(5 * 1024 * 1024, "limits", "Largest run input.", ge=0)
+    code_max_bytes: int = _f(2 * 1024 * 1024, "limits", "Largest total size of an automation's files.", ge=1)
+    run_token_ttl_seconds: int = _f(3600, "limits", "Upper bound on a run token's life (revoked at run end).")
+
+    # --- automations --------------------------------------------------------------------------------
+    automations_dir: Path = _f(Path("./automations"), "automations", "Directory of A###-Name automations.")
+    sync_automations_on_start: bool = _f(
+        True, "automations", "Load automations_dir into the bootstrap tenant when the server starts."
+    )
+
+    @field_validator("sandbox_user")
+    @classmethod
+    def _not_root(cls, v: str) -> str:
+        uid, _, gid = v.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise ValueError("sandbox_user must be numeric uid:gid")
+        if int(uid) == 0 or (gid and int(gid) == 0):
+            raise ValueError("sandbox_user must not be root")
+        return v
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def groups(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            out.setdefault(str(extra.get("group", "other")), []).append(name)
+        return out
+
+
+def config_table() -> str:
+    """Markdown table of every setting: variable, default, description (the README embeds it)."""
+    rows = ["| Variable | Default | Description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = str(default)
+        rows.append(f"| `CP_{name.upper()}` | `{shown}` | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,271 @@
+#!/usr/bin/python3 -I
+"""Sandbox runner: the one process the control plane starts inside every sandbox (under tini).
+
+It reads a bundle (code, args, env, input) from stdin, writes the code into /work/code, runs the script as
+a child with argv (never through a shell), and reports back on its own stdout in the line protocol of
+``controlplane/backends/protocol.py``: the script's stdout and stderr as separate frames, then the files the
+script left in /work/outputs (regular files only, never following a symlink), then its exit status.
+Standard library only: it must run in the smallest image. Its own stderr is for its own diagnostics.
+"""
+
+import base64
+import json
+import os
+import resource
+import selectors
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+WORK = os.environ.get("CP_RUNNER_WORK", "/work")
+CHUNK = 8192
+DRAIN_GRACE = 0.2  # seconds to keep reading after the script exits (children still writing)
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+INTERPRETERS = {"python": ["/usr/bin/python3"], "shell": ["/bin/sh"]}
+
+
+def emit(tag, payload):
+    line = tag + b" " + base64.b64encode(payload) + b"\n"
+    view = memoryview(line)
+    while view:
+        n = os.write(1, view)
+        view = view[n:]
+
+
+def emit_json(tag, doc):
+    emit(tag, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def diag(msg):
+    os.write(2, ("runner: " + msg + "\n").encode(errors="replace"))
+
+
+def safe_relpath(path):
+    if not isinstance(path, str) or not path or "\x00" in path or path.startswith("/"):
+        raise ValueError("bad file path %r" % (path,))
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts) or len(parts) > 16:
+        raise ValueError("bad file path %r" % (path,))
+    return parts
+
+
+def write_file(root, rel, data, mode=0o755):
+    parts = safe_relpath(rel)
+    cur = root
+    for part in parts[:-1]:
+        cur = os.path.join(cur, part)
+        try:
+            os.mkdir(cur, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(cur).st_mode):
+                raise ValueError("bad file path %r" % (rel,)) from None
+    fd = os.open(os.path.join(cur, parts[-1]), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def oom_kills():
+    """The cgroup's OOM-kill counter (v2 memory.events, v1 memory.oom_control), or -1 if unreadable."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
+SCRIPT_PGID = None
+
+
+def kill_everything_else():
+    """SIGKILL what the script left behind: its process group, and inside a sandbox (the image sets
+    CP_RUNNER_SANDBOX=1, we are not root) every process we may signal except ourselves and init."""
+    targets = []
+    if SCRIPT_PGID:
+        targets.append(lambda: os.killpg(SCRIPT_PGID, signal.SIGKILL))
+    if os.environ.get("CP_RUNNER_SANDBOX") == "1" and os.getuid() != 0:
+        targets.append(lambda: os.kill(-1, signal.SIGKILL))
+    for kill in targets:
+        try:
+            kill()
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            diag("kill failed: %s" % exc)
+
+
+def pump(proc):
+    """Forward the child's stdout/stderr as frames until both close; returns when the child is done."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, b"o")
+    sel.register(proc.stderr, selectors.EVENT_READ, b"e")
+    exited_at = None
+    killed = False
+    while sel.get_map():
+        for key, _ in sel.select(timeout=0.05 if exited_at else 0.5):
+            data = os.read(key.fileobj.fileno(), CHUNK)
+            if data:
+                emit(key.data, data)
+            else:
+                sel.unregister(key.fileobj)
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and not killed and time.monotonic() - exited_at > DRAIN_GRACE:
+            # the script is gone but something it left behind still holds the pipes: end it
+            kill_everything_else()
+            killed = True
+    proc.wait()
+
+
+def collect_outputs(root, max_files, max_bytes):
+    skipped = []
+    sent_files = 0
+    sent_bytes = 0
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in list(dirnames):
+            full = os.path.join(dirpath, name)
+            if stat.S_ISLNK(os.lstat(full).st_mode):
+                skipped.append({"path": os.path.relpath(full, root), "reason": "symlink"})
+                dirnames.remove(name)
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                skipped.append({"path": rel, "reason": "symlink"})
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append({"path": rel, "reason": "not a regular file"})
+                continue
+            if sent_files >= max_files:
+                skipped.append({"path": rel, "reason": "too many files"})
+                continue
+            if sent_bytes + st.st_size > max_bytes:
+                skipped.append({"path": rel, "reason": "too large"})
+                continue
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                skipped.append({"path": rel, "reason": "unreadable: %s" % exc.strerror})
+                continue
+            try:
+                fst = os.fstat(fd)
+                if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    skipped.append({"path": rel, "reason": "changed while collecting"})
+                    continue
+                size = min(fst.st_size, max_bytes - sent_bytes)
+                emit_json(b"f", {"path": rel, "size": size})
+                left = size
+                while left > 0:
+                    data = os.read(fd, min(CHUNK, left))
+                    if not data:
+                        break
+                    emit(b"d", data)
+                    left -= len(data)
+                sent_files += 1
+                sent_bytes += size - left
+            finally:
+                os.close(fd)
+    if skipped:
+        emit_json(b"k", skipped[:1000])
+
+
+def read_bundle(argv):
+    if len(argv) > 2 and argv[1] == "--bundle":
+        with open(argv[2], "rb") as fh:
+            return json.loads(fh.read())
+    return json.loads(sys.stdin.buffer.read())
+
+
+def main(argv):
+    try:
+        doc = read_bundle(argv)
+        if doc.get("v") != 1:
+            raise ValueError("unsupported bundle version %r" % (doc.get("v"),))
+        runtime = doc["runtime"]
+        if runtime not in INTERPRETERS:
+            raise ValueError("unknown runtime %r" % (runtime,))
+        code, outputs, home = (os.path.join(WORK, d) for d in ("code", "outputs", "home"))
+        for d in (code, outputs, home):
+            os.makedirs(d, 0o755, exist_ok=True)
+        for rel, b64 in doc.get("files", {}).items():
+            write_file(code, rel, base64.b64decode(b64))
+        entry = doc["entrypoint"]
+        safe_relpath(entry)
+        input_path = os.path.join(WORK, "input")
+        write_file(WORK, "input", base64.b64decode(doc.get("input", "")), mode=0o644)
+        args = [str(a) for a in doc.get("args", [])]
+        env = dict(BASE_ENV, HOME=home)
+        env.update({str(k): str(v) for k, v in doc.get("env", {}).items()})
+        limits = doc.get("outputs", {})
+        linger = float(doc.get("linger_seconds", 0))
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        diag("bad bundle: %s" % exc)
+        emit(b"e", ("sandbox runner: bad bundle: %s\n" % exc).encode())
+        emit_json(b"x", {"exitCode": 126, "signal": None, "oomKilled": False, "cpuSeconds": 0, "maxRssBytes": 0})
+        return 126
+
+    signal.signal(signal.SIGTERM, lambda *_: (kill_everything_else(), os._exit(143)))
+    oom_before = oom_kills()
+    with open(input_path, "rb") as stdin:
+        try:
+            proc = subprocess.Popen(
+                INTERPRETERS[runtime] + [entry] + args,
+                cwd=code,
+                env=env,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            emit(b"e", ("sandbox runner: cannot start the script: %s\n" % exc).encode())
+            emit_json(b"x", {"exitCode": 127, "signal": None, "oomKilled": False, "cpuSeconds": 0,
+                             "maxRssBytes": 0})
+            return 127
+    global SCRIPT_PGID
+    SCRIPT_PGID = proc.pid
+    emit_json(b"s", {"pid": proc.pid})
+    pump(proc)
+    kill_everything_else()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rc = proc.returncode
+    sig = -rc if rc < 0 else None
+    exit_code = 128 + sig if sig else rc
+    oom_after = oom_kills()
+    oom = oom_after > oom_before >= 0 or (sig == signal.SIGKILL and oom_after > 0)
+    try:
+        collect_outputs(outputs, int(limits.get("max_files", 100)), int(limits.get("max_bytes", 20 << 20)))
+    except OSError as exc:
+        diag("collecting outputs failed: %s" % exc)
+    emit_json(b"x", {
+        "exitCode": exit_code,
+        "signal": sig,
+        "oomKilled": bool(oom),
+        "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 6),
+        "maxRssBytes": int(usage.ru_maxrss) * 1024,
+    })
+    if linger > 0:  # let the control plane read the sandbox's counters before it removes us
+        time.sleep(linger)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
