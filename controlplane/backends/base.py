@@ -158,7 +158,7 @@ class Backend(abc.ABC):
         """Addresses the API server must also listen on so runs with network=api can call it back."""
         return []
 
-    def api_host_for_runs(self) -> str | None:
+    def api_host_for_runs(self, network: NetworkMode) -> str | None:
         """host:port a run uses to reach the API (its HOST variable), or None when runs cannot."""
         return None
 

@@ -37,9 +37,7 @@ ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.STARTING, RunStatus.RUNNING,
 _ENDINGS = {RunStatus.FINISHED, RunStatus.FINISHED_WITH_WARNINGS, RunStatus.FAILED, RunStatus.EXCEEDED_LIMIT}
 
 ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset(
-        {RunStatus.STARTING, RunStatus.STOPPED, RunStatus.NOT_STARTED, RunStatus.FAILED}
-    ),
+    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.STOPPED, RunStatus.NOT_STARTED, RunStatus.FAILED}),
     RunStatus.STARTING: frozenset({RunStatus.RUNNING, RunStatus.MUST_STOP, RunStatus.STOPPED} | _ENDINGS),
     RunStatus.RUNNING: frozenset({RunStatus.MUST_STOP, RunStatus.STOPPED} | _ENDINGS),
     # A run told to stop may still end on its own before the kill lands.

@@ -1,0 +1,44 @@
+"""Request dependencies: the platform, the authenticated principal, paging helpers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from controlplane.core.auth import Principal
+from controlplane.core.schemas import Href, Links
+from controlplane.services import tenancy
+from controlplane.services.platform import Platform
+from controlplane.store.query import PageResult
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+async def get_principal(request: Request, platform: PlatformDep) -> Principal:
+    principal = await tenancy.authenticate(platform.sessions, request.headers.get("authorization"))
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def page_links(request: Request, page: PageResult) -> Links:
+    def href(cursor: str) -> Href:
+        return Href(href=str(request.url.include_query_params(page=cursor)))
+
+    return Links(
+        next=href(page.next.encode()) if page.next else None,
+        prev=href(page.prev.encode()) if page.prev else None,
+    )

@@ -1,0 +1,1 @@
+"""One router per seed API dialect, translating shapes over the native services."""

@@ -1,0 +1,1 @@
+"""Native API routers, one module per resource."""

@@ -1,0 +1,146 @@
+"""Runs of an automation: create (sync or async), list, get, logs (stored or followed), artifacts."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
+from controlplane.core.errors import BadRequest, ValidationFailed
+from controlplane.core.schemas import ArtifactPublic, ErrorBody, Page, RunCreate, RunPublic, parse_context
+from controlplane.services.runs import encode_input
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)}
+router = APIRouter(tags=["runs"], responses=ERRORS)  # type: ignore[arg-type]
+
+RUN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "A JSON RunCreate; or any other content type, which becomes the run's input as is "
+        "(context and args then come from the query string).",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RunCreate"}},
+            "*/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/{id}/runs",
+    status_code=201,
+    response_model=RunPublic,
+    responses={200: {"model": RunPublic, "description": "context api_sync: the finished run"}},
+    openapi_extra=RUN_BODY,
+)
+async def create_run(
+    id: str,
+    request: Request,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    context: Annotated[str | None, Query(description="For non-JSON bodies: api_sync or api_async.")] = None,
+    args: Annotated[list[str] | None, Query(description="For non-JSON bodies: the script's arguments.")] = None,
+) -> Response:
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() in ("application/json", "") and raw.strip():
+        try:
+            body = RunCreate.model_validate(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
+        except ValidationError as exc:
+            raise ValidationFailed(_first_errors(exc)) from None
+        data, input_type = encode_input(body.input), "application/json" if body.input is not None else None
+    else:
+        try:
+            ctx = parse_context(context or "api_async").value
+        except ValueError as exc:
+            raise ValidationFailed(str(exc)) from None
+        body = RunCreate(context=ctx, args=args)
+        data, input_type = raw, ctype or None
+    run_context = parse_context(body.context)
+    run = await platform.runs.submit(
+        principal,
+        id,
+        context=run_context,
+        args=body.args,
+        input_data=data,
+        input_content_type=input_type,
+        title=body.title,
+    )
+    if run_context.synchronous:
+        await platform.runs.wait(run)
+    public = await platform.runs.get(principal, id, run.id, base_url=base_url(request))
+    return JSONResponse(
+        public.model_dump(mode="json", by_alias=True), status_code=200 if run_context.synchronous else 201
+    )
+
+
+def _first_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:10])
+
+
+@router.get("/{id}/runs", response_model=Page[RunPublic])
+async def list_runs(
+    id: str,
+    request: Request,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    filter: Annotated[
+        str | None, Query(description='SCIM-style on status, context, startTime, title, ...: status eq "failed"')
+    ] = None,
+    sort: Annotated[str | None, Query(description="id, status, startTime, createdAt with +/- prefix.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Annotated[str | None, Query(description="Cursor from links.next / links.prev.")] = None,
+) -> Page[RunPublic]:
+    items, result = await platform.runs.search(
+        principal, id, filter_text=filter, sort=sort, limit=limit, cursor=page, base_url=base_url(request)
+    )
+    return Page[RunPublic](data=items, links=page_links(request, result))
+
+
+@router.get("/{id}/runs/{runId}", response_model=RunPublic)
+async def get_run(id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep) -> RunPublic:
+    return await platform.runs.get(principal, id, runId, base_url=base_url(request))
+
+
+@router.get(
+    "/{id}/runs/{runId}/logs",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "The stored text of the stream."}},
+)
+async def get_logs(
+    id: str,
+    runId: str,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
+    follow: Annotated[bool, Query(description="Stream while the run is live; ends when it ends.")] = False,
+) -> Response:
+    if follow:
+        chunks = await platform.runs.follow_log(principal, id, runId, stream)
+        return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+    data = await platform.runs.read_log(principal, id, runId, stream)
+    return Response(data, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/{id}/runs/{runId}/artifacts", response_model=list[ArtifactPublic])
+async def list_artifacts(
+    id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep
+) -> list[ArtifactPublic]:
+    run = await platform.runs.get(principal, id, runId, base_url=base_url(request))
+    return run.artifacts
+
+
+@router.get("/{id}/runs/{runId}/artifacts/{path:path}", response_class=Response)
+async def get_artifact(id: str, runId: str, path: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    art = await platform.runs.artifact(principal, id, runId, path)
+    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    return Response(
+        art.data,
+        media_type=art.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-SHA256": art.sha256},
+    )

@@ -1,0 +1,1 @@
+"""SQLAlchemy tables, the async engine/session factory and Alembic migrations."""

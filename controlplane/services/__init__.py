@@ -1,0 +1,1 @@
+"""Business logic: automations, runs and their supervision, tenancy, the automations directory."""

@@ -1,0 +1,473 @@
+"""The run engine: takes a committed, queued run to its final status, whatever happens in between.
+
+For each run one supervisor task: claim the row (queued -> starting, compare-and-set, committed before any
+sandbox exists), launch the sandbox, stream its frames into logs and artifacts, enforce the deadline
+(the control plane's own clock: kill, remove, record), then record the outcome in one transaction. Every
+path out of a supervisor - success, script failure, engine error, deadline, cancellation - goes through
+``_finalize`` and through ``backend.stop`` when the sandbox may still exist, so no run is left "running"
+and no container is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from controlplane.backends import protocol as p
+from controlplane.backends.base import Backend, Execution, Outcome, RunHandle, RunSpec, SandboxState
+from controlplane.core import metrics
+from controlplane.core.errors import BackendError, ControlPlaneError
+from controlplane.core.settings import Settings
+from controlplane.core.states import ACTIVE, TERMINAL, ErrorCode, RunStatus, transition
+from controlplane.db.session import transaction
+from controlplane.db.tables import Artifact, Automation, Run, utcnow
+from controlplane.services.capture import ArtifactCollector, StreamCapture
+from controlplane.services.sandbox_spec import PreparedRun, prepare_run
+from controlplane.store import runs as run_store
+from controlplane.store import tenants as tenant_store
+
+log = logging.getLogger("controlplane.engine")
+FLUSH_SECONDS = 0.25
+
+
+def err(code: ErrorCode | str, title: str, detail: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"code": str(code), "title": title}
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+class RunOutput:
+    """Both streams of one run, flushed to the database every FLUSH_SECONDS while it runs."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], run_id: str, cap: int) -> None:
+        self.sessions = sessions
+        self.run_id = run_id
+        self.streams = {"stdout": StreamCapture(cap), "stderr": StreamCapture(cap)}
+        self.seq = {"stdout": 0, "stderr": 0}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flusher())
+
+    def add(self, stream: str, data: bytes) -> None:
+        self.streams[stream].add(data)
+        metrics.OUTPUT_BYTES.labels(stream).inc(len(data))
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self._write({name: cap.take_pending() for name, cap in self.streams.items()})
+            except Exception:  # a failed flush is retried with the next one, never kills the run
+                log.exception("run %s: flushing logs failed", self.run_id)
+
+    async def _write(self, chunks: dict[str, list[bytes]]) -> None:
+        if not any(chunks.values()):
+            return
+        async with self._lock, transaction(self.sessions) as s:
+            for stream, parts in chunks.items():
+                for part in parts:
+                    if part:
+                        await run_store.append_log(s, self.run_id, stream, self.seq[stream], part)
+                        self.seq[stream] += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._write({name: cap.finish() for name, cap in self.streams.items()})
+
+
+@dataclass
+class Supervision:
+    """What one supervisor learned about its run; turned into a final status by ``decide``."""
+
+    exited: p.Exited | None = None
+    outcome: Outcome | None = None
+    timed_out: bool = False
+    stop_reason: str | None = None
+    failure: ControlPlaneError | None = None
+    started_at: datetime | None = None
+    handle: RunHandle | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decide(sup: Supervision, *, stderr_bytes: int, timeout: int) -> tuple[RunStatus, int | None, list[dict[str, Any]]]:
+    """Final status, exit code and error entries of a run (design.md's mapping)."""
+    notes = list(sup.notes)
+    if sup.timed_out:
+        return (
+            RunStatus.EXCEEDED_LIMIT,
+            None,
+            [
+                err(ErrorCode.RUN_TIMEOUT, "The run passed its deadline", f"stopped after {timeout} s"),
+                *notes,
+            ],
+        )
+    if sup.stop_reason is not None:
+        code = ErrorCode.STOPPED_BY_USER if sup.stop_reason == "user" else "SERVER_SHUTDOWN"
+        title = "The run was stopped" if sup.stop_reason == "user" else "The control plane shut down"
+        return RunStatus.STOPPED, None, [err(code, title), *notes]
+    if sup.failure is not None:
+        return RunStatus.FAILED, None, [err(sup.failure.code, sup.failure.title, sup.failure.detail), *notes]
+    out = sup.outcome
+    if out is None or out.exit_code is None:
+        detail = out.detail if out is not None else None
+        return RunStatus.FAILED, None, [err(ErrorCode.RUN_LOST, "The sandbox ended without a result", detail), *notes]
+    if out.oom_killed:
+        return (
+            RunStatus.EXCEEDED_LIMIT,
+            137,
+            [
+                err(ErrorCode.OUT_OF_MEMORY, "The run ran out of memory", "killed by the kernel's OOM killer"),
+                *notes,
+            ],
+        )
+    exit_code = out.exit_code
+    if exit_code == 0:
+        return (RunStatus.FINISHED_WITH_WARNINGS if stderr_bytes > 0 else RunStatus.FINISHED), 0, notes
+    if sup.exited is not None and sup.exited.signal:
+        return (
+            RunStatus.FAILED,
+            exit_code,
+            [
+                err(ErrorCode.KILLED_BY_SIGNAL, "The script was killed by a signal", f"signal {sup.exited.signal}"),
+                *notes,
+            ],
+        )
+    return RunStatus.FAILED, exit_code, [err(ErrorCode.NON_ZERO_EXIT, "The script failed", f"exit code {exit_code}"), *notes]
+
+
+class RunEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        backend: Backend,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.backend = backend
+        self.on_finished = on_finished
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._events: dict[str, asyncio.Event] = {}
+        self._stop_reasons: dict[str, str] = {}
+        self._closing = False
+
+    # --- public -------------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def dispatch(self, run_id: str, *, attach: RunHandle | None = None) -> None:
+        """Start supervising a committed run (queued, or running elsewhere when ``attach`` is given)."""
+        if self._closing or run_id in self._tasks:
+            return
+        self._events.setdefault(run_id, asyncio.Event())
+        task = asyncio.create_task(self._supervise(run_id, attach), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda t: self._task_done(run_id, t))
+
+    async def wait(self, run_id: str, timeout: float) -> bool:
+        """Wait until the run is final (in this process or any other). False on timeout."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            event = self._events.get(run_id)
+            if event is not None:
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=min(left, 1.0))
+                    return True
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(min(left, 0.2))
+            async with self.sessions() as s:
+                run = await run_store.get_any(s, run_id)
+                if run is None or RunStatus(run.status) in TERMINAL:
+                    return True
+
+    async def reconcile(self) -> dict[str, int]:
+        """Match storage with the engine after a start: resume, finish or fail every unfinished run, and
+        remove sandboxes that belong to no unfinished run."""
+        counts = {"resumed": 0, "requeued": 0, "lost": 0, "orphans": 0}
+        sandboxes = {info.handle.run_id: info for info in await self.backend.list_sandboxes()}
+        async with self.sessions() as s:
+            unfinished = await run_store.in_status(s, [RunStatus.QUEUED, *ACTIVE])
+        active_ids = set()
+        for run in unfinished:
+            status = RunStatus(run.status)
+            info = sandboxes.get(run.id)
+            if status == RunStatus.QUEUED and info is None:
+                self.dispatch(run.id)
+                counts["requeued"] += 1
+                active_ids.add(run.id)
+            elif info is not None and info.state != SandboxState.MISSING:
+                self.dispatch(run.id, attach=info.handle)
+                counts["resumed"] += 1
+                active_ids.add(run.id)
+            else:
+                await self._finalize(
+                    run.id,
+                    Supervision(failure=_lost("no sandbox exists for this run after a restart")),
+                    output=None,
+                    artifacts=None,
+                    timeout=run.timeout_seconds,
+                )
+                counts["lost"] += 1
+        for run_id, info in sandboxes.items():
+            if run_id not in active_ids:
+                await self._safe_stop(info.handle)
+                counts["orphans"] += 1
+        if any(counts.values()):
+            log.info("reconcile: %s", counts)
+        return counts
+
+    async def shutdown(self) -> None:
+        """Stop every run this process supervises and record it (design: nothing left running)."""
+        self._closing = True
+        for run_id, task in list(self._tasks.items()):
+            self._stop_reasons.setdefault(run_id, "shutdown")
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # --- supervision --------------------------------------------------------------------------------
+
+    def _task_done(self, run_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(run_id, None)
+        self._stop_reasons.pop(run_id, None)
+        event = self._events.pop(run_id, None)
+        if event is not None:
+            event.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("run %s: supervisor crashed", run_id, exc_info=task.exception())
+        if self.on_finished is not None:
+            self.on_finished(run_id)
+
+    async def _supervise(self, run_id: str, attach: RunHandle | None) -> None:
+        prepared: PreparedRun | None
+        try:
+            prepared = await prepare_run(self.settings, self.sessions, self.backend, run_id, attach=attach is not None)
+        except ControlPlaneError as exc:
+            await self._finalize(run_id, Supervision(failure=exc), output=None, artifacts=None, timeout=0)
+            return
+        if prepared is None:
+            return  # not ours to run (already claimed, stopped or final)
+        kind = "sync" if prepared.synchronous else "background"
+        metrics.RUNS_IN_FLIGHT.labels(kind).inc()
+        try:
+            await self._execute(prepared, attach)
+        finally:
+            metrics.RUNS_IN_FLIGHT.labels(kind).dec()
+
+    async def _execute(self, prep: PreparedRun, attach: RunHandle | None) -> None:
+        loop = asyncio.get_running_loop()
+        spec: RunSpec = prep.spec
+        sup = Supervision()
+        output = RunOutput(self.sessions, spec.run_id, self.settings.log_max_bytes)
+        artifacts = ArtifactCollector(spec.outputs_max_files, spec.outputs_max_bytes)
+        output.start()
+        t0 = loop.time()
+        # The deadline counts from the sandbox's launch (queue time excluded); a resumed run keeps its own.
+        deadline = loop.time() + spec.deadline_seconds
+        if attach is not None and prep.deadline_at is not None:
+            deadline = loop.time() + max(0.0, (prep.deadline_at - utcnow()).total_seconds())
+        try:
+            async with asyncio.timeout_at(deadline):
+                execution: Execution
+                if attach is None:
+                    await self._mark(spec.run_id, deadline_at=utcnow() + timedelta(seconds=spec.deadline_seconds))
+                    execution = await self.backend.launch(spec)
+                else:
+                    execution = await self.backend.attach(attach)
+                sup.handle = execution.handle
+                if attach is None:
+                    await self._mark(spec.run_id, sandbox_ref=execution.handle.ref, backend=self.backend.name)
+                async for frame in execution.frames():
+                    if isinstance(frame, p.Output):
+                        output.add(frame.stream, frame.data)
+                    elif isinstance(frame, p.ArtifactHead):
+                        artifacts.begin(frame.path, frame.size)
+                    elif isinstance(frame, p.ArtifactData):
+                        artifacts.data(frame.data)
+                    elif isinstance(frame, p.Skipped):
+                        artifacts.skipped.extend(frame.entries)
+                    elif isinstance(frame, p.Started):
+                        if sup.started_at is None:
+                            sup.started_at = utcnow()
+                            if attach is None:
+                                metrics.SANDBOX_START.labels(self.backend.name).observe(loop.time() - t0)
+                            await self._running(spec.run_id, sup.started_at)
+                    elif isinstance(frame, p.Exited):
+                        sup.exited = frame
+                        break
+                sup.outcome = await execution.finish()
+        except TimeoutError:
+            sup.timed_out = True
+        except BackendError as exc:
+            metrics.BACKEND_ERRORS.labels("run").inc()
+            sup.failure = exc
+        except asyncio.CancelledError:
+            sup.stop_reason = self._stop_reasons.get(spec.run_id, "shutdown")
+            await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+            raise
+        except Exception as exc:  # never leave a run or a sandbox behind on a bug
+            log.exception("run %s: supervisor failed", spec.run_id)
+            sup.failure = ControlPlaneError(f"{type(exc).__name__}: {exc}")
+        await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+
+    async def _wrap_up(
+        self, spec: RunSpec, sup: Supervision, output: RunOutput, artifacts: ArtifactCollector, prep: PreparedRun
+    ) -> None:
+        if sup.outcome is None:
+            # the sandbox may still exist (deadline, stop, engine error): kill and remove it first
+            await self._safe_stop(sup.handle or RunHandle(spec.run_id, spec.tenant_id, prep.sandbox_name))
+        await self._finalize(spec.run_id, sup, output=output, artifacts=artifacts, timeout=int(spec.deadline_seconds))
+
+    async def _safe_stop(self, handle: RunHandle) -> None:
+        for attempt in range(3):
+            try:
+                await self.backend.stop(handle)
+                return
+            except BackendError:
+                metrics.BACKEND_ERRORS.labels("stop").inc()
+                log.warning("run %s: stop failed (attempt %d)", handle.run_id, attempt + 1, exc_info=True)
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    # --- storage ------------------------------------------------------------------------------------
+
+    async def _mark(self, run_id: str, **values: Any) -> None:
+        async with transaction(self.sessions) as s:
+            await run_store.set_fields(s, run_id, **values)
+
+    async def _running(self, run_id: str, started_at: datetime) -> None:
+        async with transaction(self.sessions) as s:
+            run = await run_store.get_any(s, run_id)
+            if run is None or RunStatus(run.status) != RunStatus.STARTING:
+                return
+            transition(run.status, RunStatus.RUNNING)
+            if await run_store.set_fields(
+                s, run_id, expect=[RunStatus.STARTING], status=RunStatus.RUNNING.value, start_time=started_at
+            ):
+                await _mirror_last_run(s, run, RunStatus.RUNNING)
+
+    async def _finalize(
+        self,
+        run_id: str,
+        sup: Supervision,
+        *,
+        output: RunOutput | None,
+        artifacts: ArtifactCollector | None,
+        timeout: int,
+    ) -> None:
+        stored: list[Artifact] = []
+        stdout_bytes = stderr_bytes = 0
+        truncated = {"stdout": False, "stderr": False}
+        if output is not None:
+            try:
+                await output.close()
+            except Exception:
+                log.exception("run %s: final log flush failed", run_id)
+            stdout_bytes = output.streams["stdout"].total
+            stderr_bytes = output.streams["stderr"].total
+            truncated = {k: v.dropped > 0 for k, v in output.streams.items()}
+        if artifacts is not None:
+            for art in artifacts.finish():
+                stored.append(
+                    Artifact(
+                        run_id=run_id,
+                        tenant_id="",
+                        path=art.path,
+                        size=art.size,
+                        sha256=art.sha256,
+                        content_type=art.content_type,
+                        data=art.file.read(),
+                    )
+                )
+            if artifacts.skipped:
+                listed = ", ".join(f"{path} ({why})" for path, why in artifacts.skipped[:20])
+                sup.notes.append(err(ErrorCode.ARTIFACTS_SKIPPED, "Some outputs were not collected", listed))
+            artifacts.close()
+        status, exit_code, errors = decide(sup, stderr_bytes=stderr_bytes, timeout=timeout)
+        now = utcnow()
+        usage = sup.outcome.usage if sup.outcome is not None else None
+        async with transaction(self.sessions) as s:
+            run = await run_store.get_any(s, run_id)
+            if run is None:
+                return
+            current = RunStatus(run.status)
+            if current in TERMINAL:
+                return
+            transition(current, status)
+            start = run.start_time
+            values: dict[str, Any] = {
+                "status": status.value,
+                "exit_code": exit_code,
+                "stop_time": now,
+                "stdout_bytes": stdout_bytes,
+                "stderr_bytes": stderr_bytes,
+                "stdout_truncated": truncated["stdout"],
+                "stderr_truncated": truncated["stderr"],
+                "errors": errors,
+            }
+            if usage is not None:
+                values["metrics"] = {
+                    **(run.metrics or {}),
+                    "network": {"rxBytes": usage.net_rx_bytes, "txBytes": usage.net_tx_bytes},
+                    "cpuSeconds": round(usage.cpu_seconds, 6),
+                    "memoryPeakBytes": usage.memory_peak_bytes,
+                }
+            if not await run_store.set_fields(s, run_id, expect=[current], **values):
+                return  # someone else finished it first
+            for row in stored:
+                row.tenant_id = run.tenant_id
+                s.add(row)
+            await tenant_store.revoke_run_tokens(s, run_id)
+            duration = (now - start).total_seconds() if start else None
+            await _mirror_last_run(s, run, status, finished_at=now, duration=duration)
+            tenant = await tenant_store.get_tenant(s, run.tenant_id)
+            tenant_name = tenant.name if tenant is not None else run.tenant_id
+        metrics.RUNS.labels(tenant_name, status.value, run.context).inc()
+        if start is not None:
+            metrics.RUN_DURATION.labels(run.context).observe((now - start).total_seconds())
+        if usage is not None:
+            metrics.NETWORK_BYTES.labels(tenant_name, "rx").inc(usage.net_rx_bytes)
+            metrics.NETWORK_BYTES.labels(tenant_name, "tx").inc(usage.net_tx_bytes)
+
+
+def _lost(detail: str) -> ControlPlaneError:
+    return ControlPlaneError(detail, code=ErrorCode.RUN_LOST.value, title="The run was lost")
+
+
+async def _mirror_last_run(
+    s: AsyncSession,
+    run: Run,
+    status: RunStatus,
+    *,
+    finished_at: datetime | None = None,
+    duration: float | None = None,
+) -> None:
+    """Keep the automation's lastRun* fields on its latest run."""
+    values: dict[str, Any] = {"last_run_status": status.value}
+    if finished_at is not None:
+        values["last_run_at"] = finished_at
+        values["last_run_duration"] = duration
+    await s.execute(
+        update(Automation).where(Automation.id == run.automation_id, Automation.last_run_id == run.id).values(**values)
+    )

@@ -1,0 +1,98 @@
+"""The running platform: database, backend, engine and services, started and stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from controlplane.backends import get_backend
+from controlplane.backends.base import Backend
+from controlplane.core.auth import Principal
+from controlplane.core.errors import ControlPlaneError
+from controlplane.core.settings import Settings
+from controlplane.core.states import Role
+from controlplane.db.session import create_engine, session_factory
+from controlplane.services import catalog, tenancy
+from controlplane.services.automations import AutomationService
+from controlplane.services.engine import RunEngine
+from controlplane.services.runs import RunService
+from controlplane.store import tenants as tenant_store
+
+log = logging.getLogger("controlplane")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    backend: Backend
+    engine: RunEngine
+    automations: AutomationService
+    runs: RunService
+    bootstrap_token: str = ""
+    bootstrap_generated: bool = False
+
+    @classmethod
+    async def start(cls, settings: Settings, *, backend: Backend | None = None, reconcile: bool = True) -> Platform:
+        db = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, timeout=settings.database_timeout_seconds
+        )
+        sessions = session_factory(db)
+        backend = backend or get_backend(settings.backend, settings)
+        await backend.prepare()
+        engine = RunEngine(settings=settings, sessions=sessions, backend=backend)
+        platform = cls(
+            settings=settings,
+            db=db,
+            sessions=sessions,
+            backend=backend,
+            engine=engine,
+            automations=AutomationService(settings, sessions),
+            runs=RunService(settings, sessions, engine),
+        )
+        _, token, generated = await tenancy.bootstrap(settings, sessions)
+        platform.bootstrap_token = token
+        platform.bootstrap_generated = generated
+        if settings.sync_automations_on_start and settings.automations_dir.is_dir():
+            report = await catalog.sync(
+                platform.automations, await platform.bootstrap_principal(), settings.automations_dir
+            )
+            log.info("automations directory %s: %s", settings.automations_dir, report.summary())
+        if reconcile:
+            await engine.reconcile()
+        return platform
+
+    async def bootstrap_principal(self) -> Principal:
+        async with self.sessions() as s:
+            tenant = await tenant_store.get_tenant_by_name(s, self.settings.bootstrap_tenant)
+            if tenant is None:
+                raise ControlPlaneError("the bootstrap tenant is missing")
+            admin = await tenant_store.ensure_user(s, tenant.id, self.settings.bootstrap_user, Role.ADMIN.value)
+            return Principal(tenant.id, tenant.name, admin.id, Role.ADMIN, token_id="bootstrap")
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(self.settings.database_timeout_seconds), self.sessions() as s:
+                await s.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            async with asyncio.timeout(5):
+                await self.backend.ping()
+            checks["backend"] = "ok"
+        except Exception as exc:
+            checks["backend"] = f"unavailable: {exc}"
+        return checks
+
+    async def close(self) -> None:
+        await self.engine.shutdown()
+        await self.backend.close()
+        await self.db.dispose()

@@ -1,0 +1,1 @@
+"""Repositories: every SQL statement of the control plane lives here, behind small functions."""

@@ -1,0 +1,171 @@
+"""Filters (core.filters trees) to SQL, and keyset pagination with opaque next/prev cursors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, true
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from controlplane.core.errors import BadRequest
+from controlplane.core.filters import And, Node, Not, Or
+
+Row = TypeVar("Row")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def to_sql(node: Node, columns: Mapping[str, KeyedColumnElement[Any]]) -> ColumnElement[bool]:
+    return cast(ColumnElement[bool], _to_sql(node, columns))
+
+
+def _to_sql(node: Node, columns: Mapping[str, KeyedColumnElement[Any]]) -> Any:
+    if isinstance(node, And):
+        return and_(*(to_sql(n, columns) for n in node.items))
+    if isinstance(node, Or):
+        return or_(*(to_sql(n, columns) for n in node.items))
+    if isinstance(node, Not):
+        return not_(to_sql(node.item, columns))
+    col = columns[node.attr]
+    value = node.value
+    if isinstance(value, str) and _has_py(col) and col.type.python_type is datetime:
+        value = _parse_dt(value)
+    op = node.op
+    if op == "pr":
+        return col.is_not(None)
+    if value is None:
+        return col.is_(None) if op == "eq" else col.is_not(None) if op == "ne" else false()
+    if op == "eq":
+        return col == value
+    if op == "ne":
+        return or_(col != value, col.is_(None))
+    if op in ("co", "sw", "ew"):
+        text = _like_escape(str(value))
+        pattern = {"co": f"%{text}%", "sw": f"{text}%", "ew": f"%{text}"}[op]
+        return func.lower(col).like(pattern.lower(), escape="\\")
+    if op == "gt":
+        return col > value
+    if op == "ge":
+        return col >= value
+    if op == "lt":
+        return col < value
+    if op == "le":
+        return col <= value
+    return true()  # pragma: no cover - parser admits no other ops
+
+
+def _has_py(col: KeyedColumnElement[Any]) -> bool:
+    try:
+        col.type.python_type  # noqa: B018
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _parse_dt(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"not a date/time: {value!r}", code="INVALID_FILTER") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    value: Any
+    id: str
+    direction: str  # "next" | "prev"
+
+    def encode(self) -> str:
+        v = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        raw = json.dumps({"v": v, "i": self.id, "d": self.direction, "t": isinstance(self.value, datetime)})
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            doc = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            value = _parse_dt(doc["v"]) if doc.get("t") else doc["v"]
+            if doc["d"] not in ("next", "prev"):
+                raise ValueError
+            return cls(value, str(doc["i"]), doc["d"])
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("the page cursor is not valid", code="INVALID_CURSOR") from None
+
+
+@dataclass(frozen=True)
+class PageResult:
+    rows: list[Any]
+    next: Cursor | None
+    prev: Cursor | None
+
+
+def _sentinel(col: KeyedColumnElement[Any]) -> Any:
+    py = col.type.python_type if _has_py(col) else str
+    if py is datetime:
+        return EPOCH
+    if py in (int, float):
+        return -1
+    return ""
+
+
+def sort_key(col: KeyedColumnElement[Any]) -> ColumnElement[Any]:
+    return func.coalesce(col, _sentinel(col)) if col.nullable else col
+
+
+async def paginate(
+    session: Any,
+    stmt: Select[Any],
+    *,
+    sort_col: KeyedColumnElement[Any],
+    id_col: KeyedColumnElement[Any],
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+    value_of: Any,
+) -> PageResult:
+    """Keyset pagination on (sort column, id). ``value_of(row)`` returns the row's sort value."""
+    cur: Cursor | None = Cursor.decode(cursor) if cursor else None
+    key = sort_key(sort_col)
+    backwards = cur is not None and cur.direction == "prev"
+    forward_desc = descending != backwards
+    if cur is not None:
+        v = cur.value if cur.value is not None else _sentinel(sort_col)
+        if isinstance(v, str) and _has_py(sort_col) and sort_col.type.python_type is datetime:
+            v = _parse_dt(v)
+        after = (
+            or_(key < v, and_(key == v, id_col < cur.id))
+            if forward_desc
+            else or_(key > v, and_(key == v, id_col > cur.id))
+        )
+        stmt = stmt.where(after)
+    order = (key.desc(), id_col.desc()) if forward_desc else (key.asc(), id_col.asc())
+    rows: Sequence[Any] = (await session.execute(stmt.order_by(*order).limit(limit + 1))).scalars().all()
+    more = len(rows) > limit
+    page = list(rows[:limit])
+    if backwards:
+        page.reverse()
+    if not page:
+        return PageResult([], None, None)
+    first, last = page[0], page[-1]
+
+    def mk(row: Any, direction: str) -> Cursor:
+        return Cursor(value_of(row), row.id, direction)
+
+    nxt: Cursor | None
+    prev: Cursor | None
+    if backwards:
+        nxt = mk(last, "next")
+        prev = mk(first, "prev") if more else None
+    else:
+        nxt = mk(last, "next") if more else None
+        prev = mk(first, "prev") if cur is not None else None
+    return PageResult(page, nxt, prev)

@@ -1,0 +1,156 @@
+"""Runs, their log chunks and their artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from controlplane.core.filters import Node
+from controlplane.core.states import RunStatus
+from controlplane.db.tables import Artifact, Run, RunLog, utcnow
+from controlplane.store.query import PageResult, paginate, to_sql
+
+_c = Run.__table__.c
+FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
+    "status": _c.status,
+    "context": _c.context,
+    "startTime": _c.start_time,
+    "title": _c.title,
+    "spaceId": _c.space_id,
+    "ownerId": _c.owner_id,
+    "executedById": _c.executed_by_id,
+    "createdAt": _c.created_at,
+    "exitCode": _c.exit_code,
+}
+SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
+    "id": _c.id,
+    "status": _c.status,
+    "startTime": _c.start_time,
+    "createdAt": _c.created_at,
+}
+_ATTR = {"startTime": "start_time", "createdAt": "created_at"}
+
+
+async def get(session: AsyncSession, tenant_id: str, run_id: str) -> Run | None:
+    row = await session.get(Run, run_id)
+    return row if row is not None and row.tenant_id == tenant_id else None
+
+
+async def get_any(session: AsyncSession, run_id: str) -> Run | None:
+    return await session.get(Run, run_id)
+
+
+async def list_page(
+    session: AsyncSession,
+    tenant_id: str,
+    automation_id: str,
+    *,
+    where: Node | None,
+    sort: str,
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+) -> PageResult:
+    stmt = select(Run).where(Run.tenant_id == tenant_id, Run.automation_id == automation_id)
+    if where is not None:
+        stmt = stmt.where(to_sql(where, FILTER_COLUMNS))
+    attr = _ATTR.get(sort, sort)
+    return await paginate(
+        session,
+        stmt,
+        sort_col=SORT_COLUMNS[sort],
+        id_col=_c.id,
+        descending=descending,
+        limit=limit,
+        cursor=cursor,
+        value_of=lambda row: getattr(row, attr),
+    )
+
+
+async def set_fields(
+    session: AsyncSession, run_id: str, *, expect: Iterable[RunStatus] | None = None, **values: Any
+) -> bool:
+    """UPDATE one run; with ``expect``, only while its status is one of those (compare-and-set).
+    Returns whether a row changed, so two writers racing on one run cannot both win."""
+    stmt = update(Run).where(Run.id == run_id)
+    if expect is not None:
+        stmt = stmt.where(Run.status.in_([s.value for s in expect]))
+    values.setdefault("updated_at", utcnow())
+    result = await session.execute(stmt.values(**values))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def in_status(session: AsyncSession, statuses: Iterable[RunStatus]) -> list[Run]:
+    stmt = select(Run).where(Run.status.in_([s.value for s in statuses]))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_active_for_automation(session: AsyncSession, automation_id: str, statuses: Iterable[RunStatus]) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Run)
+        .where(Run.automation_id == automation_id, Run.status.in_([s.value for s in statuses]))
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+# --- logs -------------------------------------------------------------------------------------------
+
+
+async def append_log(session: AsyncSession, run_id: str, stream: str, seq: int, data: bytes) -> None:
+    session.add(RunLog(run_id=run_id, stream=stream, seq=seq, data=data))
+
+
+async def read_log(
+    session: AsyncSession, run_id: str, stream: str, *, after_seq: int = -1, max_bytes: int | None = None
+) -> tuple[bytes, int]:
+    """Stored bytes of a stream from chunk ``after_seq + 1`` on (up to ``max_bytes``) and the last seq read."""
+    stmt = (
+        select(RunLog.seq, RunLog.data)
+        .where(RunLog.run_id == run_id, RunLog.stream == stream, RunLog.seq > after_seq)
+        .order_by(RunLog.seq)
+    )
+    out = bytearray()
+    last = after_seq
+    for seq, data in (await session.execute(stmt)).all():
+        out += data
+        last = seq
+        if max_bytes is not None and len(out) >= max_bytes:
+            break
+    return bytes(out if max_bytes is None else out[:max_bytes]), last
+
+
+async def stream_log(session: AsyncSession, run_id: str, stream: str, after_seq: int) -> list[tuple[int, bytes]]:
+    stmt = (
+        select(RunLog.seq, RunLog.data)
+        .where(RunLog.run_id == run_id, RunLog.stream == stream, RunLog.seq > after_seq)
+        .order_by(RunLog.seq)
+        .limit(64)
+    )
+    return [(int(s), bytes(d)) for s, d in (await session.execute(stmt)).all()]
+
+
+# --- artifacts --------------------------------------------------------------------------------------
+
+
+async def add_artifact(session: AsyncSession, artifact: Artifact) -> None:
+    session.add(artifact)
+    await session.flush()
+
+
+async def artifact_meta(session: AsyncSession, run_id: str) -> list[tuple[str, int, str, str]]:
+    stmt = (
+        select(Artifact.path, Artifact.size, Artifact.sha256, Artifact.content_type)
+        .where(Artifact.run_id == run_id)
+        .order_by(Artifact.path)
+    )
+    return [(p, int(s), h, ct) for p, s, h, ct in (await session.execute(stmt)).all()]
+
+
+async def get_artifact(session: AsyncSession, run_id: str, path: str) -> Artifact | None:
+    stmt = select(Artifact).where(Artifact.run_id == run_id, Artifact.path == path)
+    return (await session.execute(stmt)).scalar_one_or_none()
