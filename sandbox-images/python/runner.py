@@ -93,14 +93,60 @@ def oom_kills():
 SCRIPT_PGID = None
 
 
+def ancestors():
+    """Our parent and its parents up to (not including) pid 1. Under an engine-provided init (docker
+    --init, a shared process namespace) our tini is not pid 1: killing it would end the sandbox before
+    the exit frame is written."""
+    pids = set()
+    pid = os.getppid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as fh:
+                pid = int(fh.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def kill_all_but(spare):
+    """SIGKILL every process we may signal except ``spare``, until a pass finds none (forks in flight)."""
+    for _ in range(100):
+        found = False
+        try:
+            names = os.listdir("/proc")
+        except OSError as exc:
+            diag("cannot list /proc: %s" % exc)
+            return
+        for name in names:
+            if not name.isdigit() or int(name) in spare:
+                continue
+            try:
+                with open("/proc/%s/stat" % name, "rb") as fh:
+                    if fh.read().rpartition(b")")[2].split()[0] == b"Z":
+                        continue  # dead already, waiting for its parent
+                os.kill(int(name), signal.SIGKILL)
+                found = True
+            except (OSError, IndexError):
+                pass
+        if not found:
+            return
+
+
 def kill_everything_else():
     """SIGKILL what the script left behind: its process group, and inside a sandbox (the image sets
-    CP_RUNNER_SANDBOX=1, we are not root) every process we may signal except ourselves and init."""
+    CP_RUNNER_SANDBOX=1, we are not root) every process we may signal except ourselves, init and our
+    ancestors."""
     targets = []
     if SCRIPT_PGID:
         targets.append(lambda: os.killpg(SCRIPT_PGID, signal.SIGKILL))
     if os.environ.get("CP_RUNNER_SANDBOX") == "1" and os.getuid() != 0:
-        targets.append(lambda: os.kill(-1, signal.SIGKILL))
+        spare = ancestors()
+        if spare:
+            spare |= {0, 1, os.getpid()}
+            targets.append(lambda: kill_all_but(spare))
+        else:  # the usual case: tini is pid 1 and our parent; kill(-1) spares init and ourselves
+            targets.append(lambda: os.kill(-1, signal.SIGKILL))
     for kill in targets:
         try:
             kill()
