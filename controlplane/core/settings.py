@@ -6,6 +6,8 @@ generated from this class (``controlplane config-table``) and a test checks the 
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,13 +108,15 @@ class Settings(BaseSettings):
         840, "limits", "Largest deadline of any run (14 minutes); default of background runs.", ge=1
     )
     default_cpus: float = _f(1.0, "limits", "CPUs of a run when its automation sets none.", gt=0)
-    default_memory_mb: int = _f(256, "limits", "Memory (and memory+swap) of a run when unset.", ge=16)
+    default_memory_mb: int = _f(
+        512, "limits", "Memory (and memory+swap) of a run when unset; the tmpfs mounts count against it.", ge=64
+    )
     default_pids: int = _f(128, "limits", "Process/thread limit of a run when unset.", ge=8)
     max_cpus: float = _f(2.0, "limits", "Tenant-wide maximum CPUs per run (a tenant setting may lower it).", gt=0)
     max_memory_mb: int = _f(2048, "limits", "Tenant-wide maximum memory per run.", ge=16)
     max_pids: int = _f(1024, "limits", "Tenant-wide maximum pids per run.", ge=8)
     tmp_size_mb: int = _f(64, "limits", "Size of the sandbox's /tmp tmpfs.", ge=1)
-    work_size_mb: int = _f(128, "limits", "Size of the sandbox's /work tmpfs (code, input, outputs).", ge=1)
+    work_size_mb: int = _f(64, "limits", "Size of the sandbox's /work tmpfs (code, input, outputs).", ge=1)
     nofile_limit: int = _f(1024, "limits", "Open files limit (ulimit -n) inside a run.", ge=16)
     log_max_bytes: int = _f(
         1024 * 1024, "limits", "Bytes kept per stream (stdout, stderr) of a run; past it head and tail are kept."
@@ -135,12 +139,12 @@ class Settings(BaseSettings):
     @field_validator("sandbox_user")
     @classmethod
     def _not_root(cls, v: str) -> str:
-        uid, _, gid = v.partition(":")
-        if not uid.isdigit() or (gid and not gid.isdigit()):
+        if not re.fullmatch(r"[0-9]+(:[0-9]+)?", v):
             raise ValueError("sandbox_user must be numeric uid:gid")
+        uid, _, gid = v.partition(":")
         if int(uid) == 0 or (gid and int(gid) == 0):
             raise ValueError("sandbox_user must not be root")
-        return v
+        return v if gid else f"{uid}:{uid}"
 
     @property
     def base_url(self) -> str:
@@ -160,7 +164,7 @@ def config_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         if isinstance(default, list):
-            shown = ",".join(default)
+            shown = json.dumps(default, separators=(",", ":"))
         elif default is None:
             shown = "(unset)"
         else:

@@ -12,11 +12,11 @@ import hashlib
 import mimetypes
 import tempfile
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
 CHUNK = 256 * 1024
+COALESCE = 4096  # tiny writes are merged into the previous tail piece, so a byte-at-a-time script costs no more
 
 
 class StreamCapture:
@@ -26,7 +26,7 @@ class StreamCapture:
         self.total = 0
         self.head_len = 0
         self.pending = bytearray()
-        self._tail: deque[bytes] = deque()
+        self._tail: deque[bytearray] = deque()
         self._tail_len = 0
 
     def add(self, data: bytes) -> None:
@@ -37,7 +37,10 @@ class StreamCapture:
             self.head_len += take
             data = data[take:]
         if data and self.tail_limit > 0:
-            self._tail.append(data)
+            if self._tail and len(self._tail[-1]) < COALESCE:
+                self._tail[-1] += data
+            else:
+                self._tail.append(bytearray(data))
             self._tail_len += len(data)
             # drop whole chunks while what stays still covers the tail (amortised O(1) per byte)
             while self._tail and self._tail_len - len(self._tail[0]) >= self.tail_limit:
@@ -93,7 +96,6 @@ class CollectedArtifact:
 class ArtifactCollector:
     max_files: int
     max_bytes: int
-    on_complete: Callable[[CollectedArtifact], None] | None = None
     done: list[CollectedArtifact] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _current: CollectedArtifact | None = None

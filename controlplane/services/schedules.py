@@ -7,10 +7,11 @@ daily 09:00 stays 09:00 local across DST changes.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from controlplane.core.errors import ValidationFailed
 
@@ -18,16 +19,24 @@ from controlplane.core.errors import ValidationFailed
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Europe") or an overlong name
         raise ValidationFailed(f"unknown time zone {name!r}", code="INVALID_SCHEDULE") from None
 
 
+# croniter's "R" picks a new random value on every evaluation, so the next fire time would change each time
+_RANDOM = re.compile(r"\bR\b", re.IGNORECASE)
+
+
 def check_cron(expr: str) -> None:
-    if len(expr.split()) != 5 or not croniter.is_valid(expr):
+    if len(expr.split()) != 5 or _RANDOM.search(expr) or not croniter.is_valid(expr):
         raise ValidationFailed(
             f"{expr!r} is not a 5-field cron expression (minute hour day-of-month month day-of-week)",
             code="INVALID_SCHEDULE",
         )
+    try:
+        croniter(expr, datetime.now(UTC)).get_next(datetime)
+    except CroniterBadDateError:  # valid fields that never match together, e.g. "0 0 31 2 *"
+        raise ValidationFailed(f"{expr!r} never fires", code="INVALID_SCHEDULE") from None
 
 
 def next_fire(
@@ -47,7 +56,8 @@ def next_fire(
         nxt: datetime = croniter(cron, local).get_next(datetime)
         result = nxt.astimezone(UTC)
     elif interval is not None:
-        anchor = start_at or after
+        # in UTC: aware arithmetic in a local zone is wall-clock and would slip an hour across DST
+        anchor = (start_at or after).astimezone(UTC)
         if anchor > after:
             result = anchor
         else:

@@ -33,12 +33,14 @@ def _to_sql(node: Node, columns: Mapping[str, KeyedColumnElement[Any]]) -> Any:
     if isinstance(node, Or):
         return or_(*(to_sql(n, columns) for n in node.items))
     if isinstance(node, Not):
-        return not_(to_sql(node.item, columns))
+        # a comparison with NULL is NULL and NOT NULL is NULL too; coalesce so "not" is the complement
+        return not_(func.coalesce(to_sql(node.item, columns), false()))
     col = columns[node.attr]
     value = node.value
-    if isinstance(value, str) and _has_py(col) and col.type.python_type is datetime:
+    if isinstance(value, str) and _py_type(col) is datetime:
         value = _parse_dt(value)
     op = node.op
+    _check_type(node.attr, op, _py_type(col), value)
     if op == "pr":
         return col.is_not(None)
     if value is None:
@@ -62,12 +64,27 @@ def _to_sql(node: Node, columns: Mapping[str, KeyedColumnElement[Any]]) -> Any:
     return true()  # pragma: no cover - parser admits no other ops
 
 
-def _has_py(col: KeyedColumnElement[Any]) -> bool:
+# what a column of each Python type may be compared with; anything else is a database error on PostgreSQL
+_COMPARABLE: dict[type, tuple[type, ...]] = {str: (str,), int: (int, float), float: (int, float), datetime: (datetime,)}
+
+
+def _check_type(attr: str, op: str, py: type | None, value: Any) -> None:
+    if op in ("co", "sw", "ew"):
+        fits = py is str
+    elif op == "pr" or value is None or py not in _COMPARABLE:
+        fits = True
+    else:
+        fits = isinstance(value, _COMPARABLE[py]) and not isinstance(value, bool)
+    if not fits:
+        raise BadRequest(f"{attr!r} cannot be compared with {value!r} using {op!r}", code="INVALID_FILTER")
+
+
+def _py_type(col: KeyedColumnElement[Any]) -> type | None:
+    """The column's Python type, looking through a TypeDecorator (UTCDateTime) to the type it wraps."""
     try:
-        col.type.python_type  # noqa: B018
+        return cast(type, getattr(col.type, "impl_instance", col.type).python_type)
     except NotImplementedError:
-        return False
-    return True
+        return None
 
 
 def _parse_dt(value: str) -> datetime:
@@ -94,10 +111,13 @@ class Cursor:
         try:
             doc = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             value = _parse_dt(doc["v"]) if doc.get("t") else doc["v"]
-            if doc["d"] not in ("next", "prev"):
+            if doc["d"] not in ("next", "prev") or not isinstance(value, str | int | float | datetime | None):
+                raise ValueError
+            if not isinstance(doc["i"], str | int):
                 raise ValueError
             return cls(value, str(doc["i"]), doc["d"])
-        except (ValueError, KeyError, TypeError):
+        # AttributeError: JSON that is not an object, or "t" on a non-string; RecursionError: "[[[[…" JSON
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, BadRequest):
             raise BadRequest("the page cursor is not valid", code="INVALID_CURSOR") from None
 
 
@@ -109,7 +129,7 @@ class PageResult:
 
 
 def _sentinel(col: KeyedColumnElement[Any]) -> Any:
-    py = col.type.python_type if _has_py(col) else str
+    py = _py_type(col) or str
     if py is datetime:
         return EPOCH
     if py in (int, float):
@@ -139,7 +159,7 @@ async def paginate(
     forward_desc = descending != backwards
     if cur is not None:
         v = cur.value if cur.value is not None else _sentinel(sort_col)
-        if isinstance(v, str) and _has_py(sort_col) and sort_col.type.python_type is datetime:
+        if isinstance(v, str) and _py_type(sort_col) is datetime:
             v = _parse_dt(v)
         after = (
             or_(key < v, and_(key == v, id_col < cur.id))
