@@ -194,15 +194,21 @@ class AutomationService:
                 if body.name != row.name and await store.get_by_name(s, principal.tenant_id, body.name):
                     raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN")
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
-                before = spec_of(row)
+                before_spec, before_all = spec_of(row), _snapshot(row)
                 self._apply(row, body, body.model_fields_set, tenant.settings if tenant else {}, creating=False)
                 row.name = body.name
-                row.updated_at = utcnow()
-                if spec_of(row) != before:
+                changed = _snapshot(row) != before_all
+                if spec_of(row) != before_spec:
                     row.version += 1
                     await store.add_version(s, row, spec_of(row))
                 if "schedules" in body.model_fields_set:
-                    await store.replace_schedules(s, row, self._schedules(body))
+                    current = (await store.schedules_of(s, [row.id]))[row.id]
+                    wanted = self._schedules(body)
+                    if [_schedule_key(x) for x in current] != [_schedule_key(x) for x in wanted]:
+                        await store.replace_schedules(s, row, wanted)
+                        changed = True
+                if changed:
+                    row.updated_at = utcnow()
         except IntegrityError as exc:
             raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
         return await self.get(principal, automation_id)
@@ -348,6 +354,22 @@ def spec_of(row: Automation) -> dict[str, Any]:
         "resources": dict(row.resources or {}),
         "network": row.network,
     }
+
+
+def _snapshot(row: Automation) -> tuple[Any, ...]:
+    return (
+        row.name,
+        row.description,
+        row.space_id,
+        row.workspace,
+        row.max_concurrent_runs,
+        row.run_mode,
+        spec_of(row),
+    )
+
+
+def _schedule_key(row: Schedule) -> tuple[Any, ...]:
+    return (row.cron, row.interval, row.start_at, row.stop_at, row.timezone)
 
 
 def _schedule_public(row: Schedule) -> SchedulePublic:

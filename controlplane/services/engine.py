@@ -144,7 +144,11 @@ def decide(sup: Supervision, *, stderr_bytes: int, timeout: int) -> tuple[RunSta
                 *notes,
             ],
         )
-    return RunStatus.FAILED, exit_code, [err(ErrorCode.NON_ZERO_EXIT, "The script failed", f"exit code {exit_code}"), *notes]
+    return (
+        RunStatus.FAILED,
+        exit_code,
+        [err(ErrorCode.NON_ZERO_EXIT, "The script failed", f"exit code {exit_code}"), *notes],
+    )
 
 
 class RunEngine:

@@ -37,20 +37,32 @@ async def test_role_matrix(platform: Platform, api: httpx.AsyncClient) -> None:
             run = await c.post(f"{BASE}/{aid}/runs", json={"context": "api_sync"})
             write = await c.post(BASE, json={"name": f"by-{role}", "code": "x"})
             admin = await c.post("/api/v1/tokens", json={"user": f"u-{role}", "role": "viewer"})
-            for action, resp, ok in (("read", read, 200), ("run", run, 200), ("write", write, 201), ("admin", admin, 201)):
+            for action, resp, ok in (
+                ("read", read, 200),
+                ("run", run, 200),
+                ("write", write, 201),
+                ("admin", admin, 201),
+            ):
                 if action in grants:
                     assert resp.status_code == ok, (role, action, resp.text)
                 else:
                     assert_envelope(resp, 403, "FORBIDDEN")
 
 
-async def test_other_tenants_objects_are_404_and_identical_to_missing(platform: Platform, api: httpx.AsyncClient) -> None:
+async def test_other_tenants_objects_are_404_and_identical_to_missing(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
     aid = await make(api, "mine")
     run_id = (await api.post(f"{BASE}/{aid}/runs", json={"context": "api_sync"})).json()["id"]
     token = await new_token(platform, role="admin", tenant="intruder")
     async with client_for(platform, token) as other:
-        for path in (f"{BASE}/{aid}", f"{BASE}/{aid}/runs", f"{BASE}/{aid}/runs/{run_id}",
-                     f"{BASE}/{aid}/runs/{run_id}/logs", f"{BASE}/{aid}/runs/{run_id}/artifacts"):
+        for path in (
+            f"{BASE}/{aid}",
+            f"{BASE}/{aid}/runs",
+            f"{BASE}/{aid}/runs/{run_id}",
+            f"{BASE}/{aid}/runs/{run_id}/logs",
+            f"{BASE}/{aid}/runs/{run_id}/artifacts",
+        ):
             theirs = await other.get(path)
             missing = await other.get(path.replace(aid, "00000000-0000-0000-0000-000000000000"))
             assert theirs.status_code == missing.status_code == 404

@@ -76,7 +76,12 @@ async def test_both_mounts_are_the_same_resource(api: httpx.AsyncClient) -> None
 async def test_files_and_entrypoint(api: httpx.AsyncClient) -> None:
     r = await api.post(
         PREFIXES[0],
-        json={"name": "multi", "runtime": "shell", "files": {"run.sh": "echo hi", "lib/x.sh": "true"}, "entrypoint": "run.sh"},
+        json={
+            "name": "multi",
+            "runtime": "shell",
+            "files": {"run.sh": "echo hi", "lib/x.sh": "true"},
+            "entrypoint": "run.sh",
+        },
     )
     assert r.status_code == 201, r.text
     assert r.json()["entrypoint"] == "run.sh" and r.json()["runtime"] == "shell"
@@ -158,7 +163,7 @@ async def test_list_filter_sort_and_pagination(api: httpx.AsyncClient) -> None:
 
     assert_envelope(await api.get(PREFIXES[0], params={"sort": "-colour"}), 400, "INVALID_SORT")
     assert_envelope(await api.get(PREFIXES[0], params={"filter": 'secret eq "x"'}), 400, "INVALID_FILTER")
-    assert_envelope(await api.get(PREFIXES[0], params={"filter": 'name eq'}), 400, "INVALID_FILTER")
+    assert_envelope(await api.get(PREFIXES[0], params={"filter": "name eq"}), 400, "INVALID_FILTER")
     assert_envelope(await api.get(PREFIXES[0], params={"page": "garbage!"}), 400, "INVALID_CURSOR")
     assert_envelope(await api.get(PREFIXES[0], params={"limit": 0}), 422, "VALIDATION_FAILED")
 
@@ -172,9 +177,27 @@ async def test_openapi_describes_the_native_api(api: httpx.AsyncClient) -> None:
         assert "get" in doc["paths"][f"{prefix}/{{id}}/runs/{{runId}}/logs"]
     schemas = doc["components"]["schemas"]
     props = schemas["AutomationPublic"]["properties"]
-    for field in ("id", "name", "state", "runMode", "ownerId", "spaceId", "lastRun", "lastRunStatus", "executionToken",
-                  "maxConcurrentRuns", "schedules", "runtime", "files", "entrypoint", "args", "env", "timeoutSeconds",
-                  "resources", "network"):
+    for field in (
+        "id",
+        "name",
+        "state",
+        "runMode",
+        "ownerId",
+        "spaceId",
+        "lastRun",
+        "lastRunStatus",
+        "executionToken",
+        "maxConcurrentRuns",
+        "schedules",
+        "runtime",
+        "files",
+        "entrypoint",
+        "args",
+        "env",
+        "timeoutSeconds",
+        "resources",
+        "network",
+    ):
         assert field in props, field
     run_props = schemas["RunPublic"]["properties"]
     for field in ("exitCode", "stdout", "stderr", "stdoutBytes", "stderrBytes", "truncated", "error", "metrics"):

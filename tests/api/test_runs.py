@@ -57,8 +57,15 @@ async def test_outcomes_map_to_seed_statuses(
 
 
 async def test_deadline_is_exceeded_limit_with_run_timeout(api: httpx.AsyncClient) -> None:
-    r = await api.post(BASE, json={"name": "slow", "timeoutSeconds": 1, "entrypoint": "main.py",
-                                   "files": {"main.py": "", "fake.json": json.dumps({"sleep": 30})}})
+    r = await api.post(
+        BASE,
+        json={
+            "name": "slow",
+            "timeoutSeconds": 1,
+            "entrypoint": "main.py",
+            "files": {"main.py": "", "fake.json": json.dumps({"sleep": 30})},
+        },
+    )
     run = await run_sync(api, r.json()["id"])
     assert run["status"] == "exceeded limit" and run["exitCode"] is None
     assert run["error"][0]["code"] == "RUN_TIMEOUT"  # type: ignore[index]

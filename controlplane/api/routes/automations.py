@@ -29,7 +29,9 @@ async def list_automations(
     page: Annotated[str | None, Query(description="Cursor from links.next / links.prev.")] = None,
     listAll: Annotated[bool, Query(description="Admins: every automation of the tenant.")] = False,
 ) -> Page[AutomationPublic]:
-    items, result = await platform.automations.search(principal, filter_text=filter, sort=sort, limit=limit, cursor=page)
+    items, result = await platform.automations.search(
+        principal, filter_text=filter, sort=sort, limit=limit, cursor=page
+    )
     return Page[AutomationPublic](data=items, links=page_links(request, result))
 
 
