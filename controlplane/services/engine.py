@@ -45,14 +45,20 @@ def err(code: ErrorCode | str, title: str, detail: str | None = None) -> dict[st
 
 
 class RunOutput:
-    """Both streams of one run, flushed to the database every FLUSH_SECONDS while it runs."""
+    """Both streams of one run, flushed to the database every FLUSH_SECONDS while it runs.
+
+    A flush is never cancelled half-way (that would lose the bytes it took); a failed flush keeps its
+    chunks and the next one writes them first, so stored logs have no holes.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], run_id: str, cap: int) -> None:
         self.sessions = sessions
         self.run_id = run_id
         self.streams = {"stdout": StreamCapture(cap), "stderr": StreamCapture(cap)}
         self.seq = {"stdout": 0, "stderr": 0}
+        self._unwritten: list[tuple[str, bytes]] = []
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -63,28 +69,44 @@ class RunOutput:
         metrics.OUTPUT_BYTES.labels(stream).inc(len(data))
 
     async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+        while not self._stop.is_set():
             try:
-                await self._write({name: cap.take_pending() for name, cap in self.streams.items()})
-            except Exception:  # a failed flush is retried with the next one, never kills the run
-                log.exception("run %s: flushing logs failed", self.run_id)
+                await asyncio.wait_for(self._stop.wait(), timeout=FLUSH_SECONDS)
+            except TimeoutError:
+                pass
+            if self._stop.is_set():
+                return
+            try:
+                await asyncio.shield(self._flush(final=False))
+            except Exception:  # retried with the next flush, never kills the run
+                log.warning("run %s: flushing logs failed; will retry", self.run_id, exc_info=True)
 
-    async def _write(self, chunks: dict[str, list[bytes]]) -> None:
-        if not any(chunks.values()):
-            return
-        async with self._lock, transaction(self.sessions) as s:
-            for stream, parts in chunks.items():
-                for part in parts:
-                    if part:
-                        await run_store.append_log(s, self.run_id, stream, self.seq[stream], part)
-                        self.seq[stream] += 1
+    async def _flush(self, *, final: bool) -> None:
+        async with self._lock:
+            for name, cap in self.streams.items():
+                self._unwritten += [(name, part) for part in (cap.finish() if final else cap.take_pending()) if part]
+            if not self._unwritten:
+                return
+            async with transaction(self.sessions) as s:
+                seq = dict(self.seq)
+                for stream, part in self._unwritten:
+                    await run_store.append_log(s, self.run_id, stream, seq[stream], part)
+                    seq[stream] += 1
+            self.seq = seq
+            self._unwritten = []
 
     async def close(self) -> None:
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._write({name: cap.finish() for name, cap in self.streams.items()})
+        for attempt in range(5):
+            try:
+                await self._flush(final=attempt == 0)
+                return
+            except Exception:
+                log.warning("run %s: final log flush failed (attempt %d)", self.run_id, attempt + 1, exc_info=True)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"run {self.run_id}: logs could not be stored")
 
 
 @dataclass
