@@ -46,7 +46,10 @@ def serve(host: str | None, port: int | None) -> None:
     settings = Settings(**overrides)
     _setup_logging(settings.log_level)
     upgrade(settings.database_url)
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
+        pass
 
 
 async def _serve(settings: Settings) -> None:
@@ -79,7 +82,7 @@ async def _serve(settings: Settings) -> None:
             logging.getLogger("controlplane").info("also listening on %s:%d for runs with network access", host, port)
         if settings.metrics_port is not None:
             metrics_app = _metrics_app(settings)
-            cfg = uvicorn.Config(metrics_app, lifespan="off", log_config=None)
+            cfg = uvicorn.Config(metrics_app, lifespan="off", log_config=None, log_level="warning")
             extra_servers.append(
                 asyncio.create_task(uvicorn.Server(cfg).serve(sockets=[_bind(settings.host, settings.metrics_port)]))
             )
