@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv docker image smoke postgres migrate run test lint bench clean
+.PHONY: help venv docker image smoke postgres migrate run test lint bench docs clean
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test: lint image ## the whole suite, on the real Docker engine and a real Postgr
 
 bench: venv image ## synchronous-run overhead benchmark
 	$(BIN)/python tests/bench/sync_overhead.py
+
+docs: venv ## regenerate the README's configuration table from the Settings class
+	$(BIN)/python -c 'import re,subprocess; t=subprocess.run(["$(BIN)/controlplane","config-table"],capture_output=True,text=True,check=True).stdout; p="README.md"; s=open(p).read(); a,b="<!-- config-table:start -->\n","<!-- config-table:end -->"; i=s.index(a)+len(a); open(p,"w").write(s[:i]+t+s[s.index(b):])'
 
 clean: ## remove ./data (stops nothing)
 	rm -rf data

@@ -187,6 +187,65 @@ def tokens_create(tenant: str, user: str, role: str, description: str, create_te
 
 
 @main.group()
+def tenants() -> None:
+    """Manage tenants."""
+
+
+@tenants.command("configure")
+@click.argument("tenant")
+@click.option("--max-cpus", type=float, default=None, help="Largest cpus an automation may ask for.")
+@click.option("--max-memory-mb", type=int, default=None, help="Largest memoryMb an automation may ask for.")
+@click.option("--max-pids", type=int, default=None, help="Largest pids an automation may ask for.")
+@click.option("--dsn", default=None, help="Value of JETQUERY_DSN for this tenant's runs.")
+@click.option("--archive-retention-days", type=int, default=None, help="ARCHIVE files older than this are deleted.")
+@click.option("--create", is_flag=True, help="Create the tenant if it does not exist.")
+def tenants_configure(
+    tenant: str,
+    max_cpus: float | None,
+    max_memory_mb: int | None,
+    max_pids: int | None,
+    dsn: str | None,
+    archive_retention_days: int | None,
+    create: bool,
+) -> None:
+    """Set a tenant's resource maxima, DSN and ARCHIVE retention; prints its settings."""
+    import json
+
+    from controlplane.core.errors import ControlPlaneError
+    from controlplane.db.session import create_engine, session_factory
+    from controlplane.services import tenancy
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    limits: dict[str, float | int] = {
+        k: v for k, v in (("maxCpus", max_cpus), ("maxMemoryMb", max_memory_mb), ("maxPids", max_pids)) if v is not None
+    }
+
+    async def go() -> dict[str, object]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await tenancy.configure_tenant(
+                session_factory(engine),
+                settings,
+                tenant=tenant,
+                limits=limits,
+                dsn=dsn,
+                archive_retention_days=archive_retention_days,
+                create=create,
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        shown = asyncio.run(go())
+    except ControlPlaneError as exc:
+        raise click.ClickException(exc.detail or exc.title) from None
+    if "dsn" in shown:
+        shown["dsn"] = "***"
+    click.echo(json.dumps(shown, indent=2, sort_keys=True))
+
+
+@main.group()
 def automations() -> None:
     """Manage automations."""
 

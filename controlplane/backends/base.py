@@ -154,6 +154,10 @@ class Backend(abc.ABC):
     async def list_sandboxes(self) -> list[SandboxInfo]:
         """Every sandbox carrying our labels, in any state."""
 
+    async def clean_archive(self, tenant_id: str, *, older_than_days: int) -> int:
+        """Delete the tenant's ARCHIVE files older than ``older_than_days``; how many. No archive: 0."""
+        return 0
+
     def extra_listen_addresses(self) -> list[tuple[str, int]]:
         """Addresses the API server must also listen on so runs with network=api can call it back."""
         return []

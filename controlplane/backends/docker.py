@@ -288,6 +288,19 @@ class DockerBackend(Backend):
             execution.stopped = True
         await self.engine.remove(handle.ref)
 
+    async def clean_archive(self, tenant_id: str, *, older_than_days: int) -> int:
+        await self._plug_in()
+        mounts = self.mounts
+        sweep = getattr(mounts, "clean_archive", None)
+        if sweep is None:
+            return 0
+        try:
+            return int(await self.engine.run(lambda: sweep(tenant_id, older_than_days=older_than_days)))
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise engine_error(exc, f"cleaning the archive of tenant {tenant_id}") from exc
+
     async def list_sandboxes(self) -> list[SandboxInfo]:
         label = f"{LABEL_MANAGED}=true"
         try:

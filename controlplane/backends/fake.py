@@ -110,6 +110,7 @@ class FakeBackend(Backend):
         self.sandboxes: dict[str, _Sandbox] = {}
         self.launched: list[RunSpec] = []
         self.stopped: list[str] = []
+        self.archive_sweeps: list[tuple[str, int]] = []
 
     async def ping(self) -> None:
         if not self.available:
@@ -138,6 +139,11 @@ class FakeBackend(Backend):
         box = self.sandboxes.pop(handle.run_id, None)
         if box is not None:
             box.stopped.set()
+
+    async def clean_archive(self, tenant_id: str, *, older_than_days: int) -> int:
+        await self.ping()
+        self.archive_sweeps.append((tenant_id, older_than_days))
+        return 0
 
     async def list_sandboxes(self) -> list[SandboxInfo]:
         return [

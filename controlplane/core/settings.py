@@ -96,7 +96,12 @@ class Settings(BaseSettings):
     archive_size_mb: int = _f(
         256, "backend", "Size cap of a tenant's ARCHIVE volume (a loop-mounted ext4 image when root).", ge=1
     )
-    archive_retention_days: int = _f(30, "backend", "Files in ARCHIVE older than this are deleted.", ge=1)
+    archive_retention_days: int = _f(
+        30, "backend", "Files in ARCHIVE older than this are deleted (a tenant's archiveRetentionDays wins).", ge=1
+    )
+    housekeeping_interval_seconds: int = _f(
+        3600, "backend", "Seconds between housekeeping passes (ARCHIVE retention); 0 turns them off.", ge=0
+    )
 
     # --- limits -------------------------------------------------------------------------------------
     sync_concurrency_per_tenant: int = _f(10, "limits", "Synchronous runs in flight per tenant.", ge=1)

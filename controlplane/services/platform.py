@@ -20,6 +20,7 @@ from controlplane.db.session import create_engine, session_factory
 from controlplane.services import catalog, tenancy
 from controlplane.services.automations import AutomationService
 from controlplane.services.engine import RunEngine
+from controlplane.services.housekeeping import Housekeeper
 from controlplane.services.runs import RunService
 from controlplane.store import tenants as tenant_store
 
@@ -35,6 +36,7 @@ class Platform:
     engine: RunEngine
     automations: AutomationService
     runs: RunService
+    housekeeper: Housekeeper
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
 
@@ -55,6 +57,7 @@ class Platform:
             engine=engine,
             automations=AutomationService(settings, sessions),
             runs=RunService(settings, sessions, engine),
+            housekeeper=Housekeeper(settings, sessions, backend),
         )
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
@@ -66,6 +69,7 @@ class Platform:
             log.info("automations directory %s: %s", settings.automations_dir, report.summary())
         if reconcile:
             await engine.reconcile()
+        platform.housekeeper.start()
         return platform
 
     async def bootstrap_principal(self) -> Principal:
@@ -93,6 +97,7 @@ class Platform:
         return checks
 
     async def close(self) -> None:
+        await self.housekeeper.stop()
         await self.engine.shutdown()
         await self.backend.close()
         await self.db.dispose()

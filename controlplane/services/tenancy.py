@@ -125,3 +125,43 @@ async def issue_token_for(
     if principal.run_id is not None:
         raise Forbidden("a run's token cannot issue tokens")
     return await issue_token(sessions, tenant=principal.tenant_name, user=user, role=role, description=description)
+
+
+async def configure_tenant(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    tenant: str,
+    limits: dict[str, float | int] | None = None,
+    dsn: str | None = None,
+    archive_retention_days: int | None = None,
+    create: bool = False,
+) -> dict[str, object]:
+    """Set a tenant's maxima (maxCpus, maxMemoryMb, maxPids: at most the global ones), DSN and ARCHIVE
+    retention. Returns the tenant's settings afterwards."""
+    globals_ = {"maxCpus": settings.max_cpus, "maxMemoryMb": settings.max_memory_mb, "maxPids": settings.max_pids}
+    problems = [
+        f"{key} {value} is above the platform's maximum of {globals_[key]}"
+        for key, value in (limits or {}).items()
+        if key in globals_ and value > globals_[key]
+    ]
+    unknown = sorted(set(limits or {}) - set(globals_))
+    if unknown:
+        problems.append(f"unknown limits: {', '.join(unknown)}")
+    if problems:
+        raise ValidationFailed("; ".join(problems), code="LIMIT_EXCEEDED")
+    async with transaction(sessions) as s:
+        row = await store.get_tenant_by_name(s, tenant)
+        if row is None:
+            if not create:
+                raise NotFound(f"tenant {tenant!r} does not exist")
+            row = await store.ensure_tenant(s, tenant)
+        current = dict(row.settings or {})
+        if limits:
+            current["limits"] = {**current.get("limits", {}), **limits}
+        if dsn is not None:
+            current["dsn"] = dsn
+        if archive_retention_days is not None:
+            current["archiveRetentionDays"] = archive_retention_days
+        row.settings = current
+        return current
