@@ -291,7 +291,8 @@ def automations_sync(directory: Path | None, tenant: str | None) -> None:
         sys.exit(1)
 
 
-@main.command("run", context_settings={"ignore_unknown_options": True})
+# Options go before NAME; everything after it is the script's, verbatim (A002's own --wait is not ours).
+@main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--wait/--no-wait", default=True, help="Follow the run and exit with its exit code (default).")
@@ -301,7 +302,9 @@ def automations_sync(directory: Path | None, tenant: str | None) -> None:
 def run_cmd(
     name: str, args: tuple[str, ...], wait: bool, input_text: str | None, url: str | None, token: str | None
 ) -> None:
-    """Start automation NAME with ARGS; with --wait show progress, stream its output, exit with its code."""
+    """Start automation NAME with ARGS; with --wait show progress, stream its output, exit with its code.
+
+    Options come before NAME: every argument after NAME is passed to the script as it is."""
     settings = Settings()
     base = (url or settings.base_url).rstrip("/")
     if token is None:

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, replace_params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controlplane import __version__
@@ -132,6 +132,16 @@ async def _empty_receive() -> Message:
 
 
 def _route_template(scope: Scope) -> str:
+    # The router records the route it matched; under include_router (FastAPI >= 0.1xx) that route's path
+    # lacks the include prefix, which is what the request path has left over once the route's part is off.
+    route = scope.get("route")
+    path_format = getattr(route, "path_format", None)
+    if isinstance(path_format, str):
+        params = dict(scope.get("path_params") or {})
+        rendered, _ = replace_params(path_format, getattr(route, "param_convertors", {}), params)
+        path = str(scope.get("path", ""))
+        if path.endswith(rendered):
+            return path[: len(path) - len(rendered)] + path_format
     app = scope.get("app")
     router = getattr(app, "router", None)
     if router is None:

@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
     if "msg" in opts:
         print(opts["msg"])
     else:
-        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("JETQUERY_")}
+        # the run's token is live until the run ends and logs are readable by viewers: never print it
+        env = {
+            k: ("***" if k.endswith("TOKEN") else v) for k, v in sorted(os.environ.items()) if k.startswith("JETQUERY_")
+        }
         print(json.dumps({"env": env, "args": argv}, indent=2))
     if status == 1:
         print("error: general failure (--status 1)", file=sys.stderr)

@@ -307,6 +307,9 @@ class DockerBackend(Backend):
             found = await self.engine.call(lambda api: api.containers(all=True, filters={"label": label}))
         except Exception as exc:
             raise engine_error(exc, "listing sandboxes") from exc
+        # only this control plane's (by name prefix): another one on the same engine is not ours to reconcile
+        mine = "/" + self.settings.container_prefix
+        found = [c for c in found if any(str(n).startswith(mine) for n in c.get("Names") or [])]
         infos = await asyncio.gather(*(self.engine.inspect(str(c["Id"])) for c in found))
         return [_sandbox_info(info) for info in infos if info is not None]
 

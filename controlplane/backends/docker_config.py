@@ -99,8 +99,9 @@ def container_config(
     gid = gid or uid
     res = spec.resources
     memory = f"{res.memory_mb}m"
-    # a single file may fill a tmpfs (ENOSPC) but never exceed the largest one (SIGXFSZ past it)
-    fsize = max(res.work_mb, res.tmp_mb) * MIB
+    # a single file may fill a tmpfs (ENOSPC) but never exceed the largest one (SIGXFSZ past it); one MiB
+    # above the largest, or a file filling an empty tmpfs of exactly that size would get EFBIG, not ENOSPC
+    fsize = (max(res.work_mb, res.tmp_mb) + 1) * MIB
     log_bytes = max(2 * settings.log_max_bytes, MIB)
     host: dict[str, Any] = {
         "privileged": False,

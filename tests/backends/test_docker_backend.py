@@ -449,7 +449,7 @@ async def test_container_name_labels_and_hardening(
         assert hc["NanoCpus"] == 1_000_000_000 and hc["PidsLimit"] == 64
         ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in hc["Ulimits"]}
         assert ulimits["nofile"] == (1024, 1024) and ulimits["core"] == (0, 0)
-        assert ulimits["fsize"] == (32 * MiB, 32 * MiB)
+        assert ulimits["fsize"] == (33 * MiB, 33 * MiB)  # one MiB above the largest tmpfs
         assert hc["LogConfig"]["Type"] == "json-file" and hc["LogConfig"]["Config"]["max-file"] == "2"
         assert set(hc["Tmpfs"]) == {"/work", "/tmp"}
         assert info["Config"]["User"] == "10001:10001"
