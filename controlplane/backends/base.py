@@ -126,6 +126,14 @@ class Execution(abc.ABC):
     async def finish(self) -> Outcome:
         """Collect exit status and usage, then remove the sandbox. Call once, after ``frames``."""
 
+    async def collect(self) -> Outcome:
+        """Like ``finish`` but leaves the sandbox for ``release`` (so a caller can record the outcome
+        first). If collecting fails the sandbox is removed before the error propagates."""
+        return await self.finish()
+
+    async def release(self) -> None:  # noqa: B027 - engines whose collect() removes need nothing here
+        """Remove the sandbox after ``collect``; safe to call twice."""
+
 
 class Backend(abc.ABC):
     name: str = "abstract"

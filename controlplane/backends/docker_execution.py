@@ -19,7 +19,6 @@ failed removal is logged and noted in ``Outcome.detail`` (the reconciler sweeps 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 
 from controlplane.backends.base import Execution, Outcome, RunHandle, Usage
 from controlplane.backends.docker_stream import STDERR, STDOUT, ChunkPump, Demuxer
+from controlplane.backends.docker_usage import host_usage
 from controlplane.backends.protocol import Exited, Frame, FrameParser
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class DockerExecution(Execution):
         self._exited: Exited | None = None
         self._diag = bytearray()
         self._outcome: Outcome | None = None
+        self._released = False
 
     @property
     def diagnostics(self) -> str:
@@ -101,41 +102,59 @@ class DockerExecution(Execution):
             self._pump.close()  # on cancel too: the socket is shut down and the reader thread ends
 
     async def finish(self) -> Outcome:
+        outcome = await self.collect()
+        note = await self._remove()
+        if note:
+            outcome = self._outcome = _with_detail(outcome, note)
+        return outcome
+
+    async def collect(self) -> Outcome:
         if self._outcome is not None:
             return self._outcome
         self._pump.close()
-        outcome: Outcome | None = None
         try:
-            outcome = await self._collect()
+            self._outcome = await self._collect()
+        except BaseException:
+            await self._remove()
+            raise
+        return self._outcome
+
+    async def release(self) -> None:
+        await self._remove()
+
+    async def _remove(self) -> str | None:
+        """Remove the container (once); a failure is logged and returned as a note for the outcome."""
+        if self._released:
+            return None
+        self._released = True
+        try:
+            await self._engine.remove(self.handle.ref)
+        except Exception as exc:  # the reconciler sweeps labelled leftovers; keep the run's facts
+            log.warning("could not remove %s: %s", self.handle.ref, exc)
+            return f"the sandbox could not be removed: {exc}"
         finally:
-            try:
-                await self._engine.remove(self.handle.ref)
-            except Exception as exc:  # the reconciler sweeps labelled leftovers; keep the run's facts
-                log.warning("could not remove %s: %s", self.handle.ref, exc)
-                if outcome is not None:
-                    note = f"the sandbox could not be removed: {exc}"
-                    outcome = _with_detail(outcome, note)
             self._on_finish(self)
-        assert outcome is not None  # _collect returned (had it raised, we would not be here)
-        self._outcome = outcome
-        return outcome
+        return None
 
     async def _collect(self) -> Outcome:
         ref = self.handle.ref
         exited = self._exited
-        stats: dict[str, Any] | None = None
-        if exited is not None:  # the runner lingers: the container runs, ask for both at once
-            info, stats = await asyncio.gather(self._engine.inspect(ref), self._engine.one_shot_stats(ref))
-        else:
-            info = await self._engine.inspect(ref)
+        info = await self._engine.inspect(ref)
         if info is None:
             return self._gone()
         state: dict[str, Any] = info.get("State") or {}
-        if exited is not None:
+        if exited is not None:  # the runner lingers: the container still runs and its counters are live
+            usage = host_usage(info)
+            if usage is not None:
+                usage = _with_runner_numbers(usage, exited)
+            elif (info.get("HostConfig") or {}).get("NetworkMode") == "none":
+                usage = usage_from(None, exited)  # no network to count; the engine's stats would only add delay
+            else:
+                usage = usage_from(await self._engine.one_shot_stats(ref), exited)
             return Outcome(
                 exit_code=exited.exit_code,
                 oom_killed=exited.oom_killed or bool(state.get("OOMKilled")),
-                usage=usage_from(stats, exited),
+                usage=usage,
                 finished_at=datetime.now(UTC),
             )
         if state.get("Status") == "created":
@@ -184,6 +203,15 @@ class DockerExecution(Execution):
 def _with_detail(outcome: Outcome, note: str) -> Outcome:
     detail = f"{outcome.detail}; {note}" if outcome.detail else note
     return Outcome(outcome.exit_code, outcome.oom_killed, outcome.usage, outcome.finished_at, detail)
+
+
+def _with_runner_numbers(usage: Usage, exited: Exited) -> Usage:
+    return Usage(
+        cpu_seconds=usage.cpu_seconds or exited.cpu_seconds,
+        memory_peak_bytes=usage.memory_peak_bytes or exited.max_rss_bytes,
+        net_rx_bytes=usage.net_rx_bytes,
+        net_tx_bytes=usage.net_tx_bytes,
+    )
 
 
 def usage_from(stats: dict[str, Any] | None, exited: Exited | None) -> Usage:

@@ -31,7 +31,7 @@ RUN_DURATION = Histogram(
 )
 RUNS_IN_FLIGHT = Gauge(
     "controlplane_runs_in_flight",
-    "Runs this process is supervising, by kind (sync or background).",
+    "Runs this process is supervising (until their sandbox is removed), by kind (sync or background).",
     ["kind"],
     registry=REGISTRY,
 )

@@ -306,6 +306,7 @@ class RunEngine:
         loop = asyncio.get_running_loop()
         spec: RunSpec = prep.spec
         sup = Supervision()
+        release: Execution | None = None  # a collected sandbox, removed once its outcome is recorded
         output = RunOutput(self.sessions, spec.run_id, self.settings.log_max_bytes)
         artifacts = ArtifactCollector(spec.outputs_max_files, spec.outputs_max_bytes)
         output.start()
@@ -343,20 +344,35 @@ class RunEngine:
                     elif isinstance(frame, p.Exited):
                         sup.exited = frame
                         break
-                sup.outcome = await execution.finish()
+                sup.outcome = await execution.collect()
+                release = execution
         except TimeoutError:
             sup.timed_out = True
         except BackendError as exc:
             metrics.BACKEND_ERRORS.labels("run").inc()
             sup.failure = exc
         except asyncio.CancelledError:
-            sup.stop_reason = self._stop_reasons.get(spec.run_id, "shutdown")
+            if sup.outcome is None:  # an outcome already collected is what happened; record that
+                sup.stop_reason = self._stop_reasons.get(spec.run_id, "shutdown")
             await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+            if release is not None:
+                await asyncio.shield(self._release(release))
             raise
         except Exception as exc:  # never leave a run or a sandbox behind on a bug
             log.exception("run %s: supervisor failed", spec.run_id)
             sup.failure = ControlPlaneError(f"{type(exc).__name__}: {exc}")
-        await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+        try:
+            await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+        finally:
+            if release is not None:
+                await asyncio.shield(self._release(release))
+
+    async def _release(self, execution: Execution) -> None:
+        try:
+            await execution.release()
+        except Exception:  # reconcile removes sandboxes of finished runs
+            metrics.BACKEND_ERRORS.labels("remove").inc()
+            log.warning("run %s: removing the sandbox failed", execution.handle.run_id, exc_info=True)
 
     async def _wrap_up(
         self, spec: RunSpec, sup: Supervision, output: RunOutput, artifacts: ArtifactCollector, prep: PreparedRun
@@ -469,6 +485,9 @@ class RunEngine:
             await _mirror_last_run(s, run, status, finished_at=now, duration=duration)
             tenant = await tenant_store.get_tenant(s, run.tenant_id)
             tenant_name = tenant.name if tenant is not None else run.tenant_id
+        waiter = self._events.get(run_id)
+        if waiter is not None:  # the outcome is committed: a synchronous caller may answer now
+            waiter.set()
         metrics.RUNS.labels(tenant_name, status.value, run.context).inc()
         if start is not None:
             metrics.RUN_DURATION.labels(run.context).observe((now - start).total_seconds())

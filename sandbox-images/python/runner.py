@@ -71,7 +71,7 @@ def write_file(root, rel, data, mode=0o755):
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -283,8 +283,7 @@ def main(argv):
             )
         except OSError as exc:
             emit(b"e", ("sandbox runner: cannot start the script: %s\n" % exc).encode())
-            emit_json(b"x", {"exitCode": 127, "signal": None, "oomKilled": False, "cpuSeconds": 0,
-                             "maxRssBytes": 0})
+            emit_json(b"x", {"exitCode": 127, "signal": None, "oomKilled": False, "cpuSeconds": 0, "maxRssBytes": 0})
             return 127
     global SCRIPT_PGID
     SCRIPT_PGID = proc.pid
@@ -301,13 +300,16 @@ def main(argv):
         collect_outputs(outputs, int(limits.get("max_files", 100)), int(limits.get("max_bytes", 20 << 20)))
     except OSError as exc:
         diag("collecting outputs failed: %s" % exc)
-    emit_json(b"x", {
-        "exitCode": exit_code,
-        "signal": sig,
-        "oomKilled": bool(oom),
-        "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 6),
-        "maxRssBytes": int(usage.ru_maxrss) * 1024,
-    })
+    emit_json(
+        b"x",
+        {
+            "exitCode": exit_code,
+            "signal": sig,
+            "oomKilled": bool(oom),
+            "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 6),
+            "maxRssBytes": int(usage.ru_maxrss) * 1024,
+        },
+    )
     if linger > 0:  # let the control plane read the sandbox's counters before it removes us
         time.sleep(linger)
     return exit_code

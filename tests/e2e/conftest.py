@@ -302,8 +302,15 @@ class Server:
         assert r.status_code == 200, r.text
         return r.content
 
-    def containers(self, run_id: str = "") -> list[str]:
-        return docker_names(self.prefix + run_id)
+    def containers(self, run_id: str = "", *, settle: float = 5.0) -> list[str]:
+        """Containers of this server (or of one run) still present once removal had ``settle`` seconds:
+        a finished run's sandbox is removed right after its outcome is recorded, not before the answer."""
+        deadline = time.monotonic() + settle
+        while True:
+            names = docker_names(self.prefix + run_id)
+            if not names or time.monotonic() >= deadline:
+                return names
+            time.sleep(0.05)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120

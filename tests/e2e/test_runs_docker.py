@@ -63,6 +63,9 @@ def test_python_streams_exit_code_argv_and_input(any_server: Server) -> None:
     assert json.loads(out["file"]) == {"k": [1, "é"], "s": "$(id)"}
     assert run["stderr"] == "this goes to stderr\n" and "stderr" not in run["stdout"]
     assert run["stdoutBytes"] == len(run["stdout"].encode()) and run["truncated"] is False
+    # measured usage: no network in mode none, CPU and memory from the engine's counters
+    assert run["metrics"]["network"] == {"rxBytes": 0, "txBytes": 0}
+    assert run["metrics"]["cpuSeconds"] > 0 and run["metrics"]["memoryPeakBytes"] > 1_000_000
     assert srv.containers(run["id"]) == []
 
 
@@ -181,6 +184,9 @@ def test_archive_cleanup_calls_back_and_run_tokens_die_with_the_run(any_server: 
     assert "cleanup.json" in arts
     report = json.loads(srv.client.get(arts["cleanup.json"]["href"]).content)
     assert set(report) == {"archiveFilesRemoved", "failedRunsLastDay"}
+    # the API calls it made are real traffic, counted by the kernel for the container's network
+    net = run["metrics"]["network"]
+    assert net["rxBytes"] > 1000 and net["txBytes"] > 500, run["metrics"]
 
     probe = srv.automation("token-probe", TOKEN_PROBE, network="api")
     run = srv.run_sync(probe)
