@@ -209,6 +209,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return envelope(_request_id(request), ControlPlaneError("an unexpected error occurred; quote the traceId"))
 
 
+def _declare_extra_schemas(app: FastAPI) -> None:
+    """Bodies a route parses itself (JSON or raw, e.g. POST .../runs) still get their schema in OpenAPI."""
+    from fastapi.openapi.utils import get_openapi
+
+    from controlplane.core.schemas import RunCreate
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            extra = RunCreate.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+            schemas.update(extra.pop("$defs", {}))
+            schemas["RunCreate"] = extra
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -258,6 +277,7 @@ def create_app(
         )
     app.include_router(tokens.router, prefix="/api/v1/tokens")
     app.include_router(health.router)
+    _declare_extra_schemas(app)
     wrapped: Any = RequestContext
     app.add_middleware(wrapped, settings=settings)
     return app
