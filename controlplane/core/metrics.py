@@ -67,3 +67,44 @@ HTTP_LATENCY = Histogram(
     buckets=_HTTP_BUCKETS,
     registry=REGISTRY,
 )
+
+# --- run engine (queue, quotas, schedules, recovery) ------------------------------------------------
+QUEUE_DEPTH = Gauge(
+    "controlplane_queue_depth",
+    "Background runs waiting (queued), per tenant; refreshed by the dispatcher.",
+    ["tenant"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "controlplane_queue_wait_seconds",
+    "Time a run spent queued before its sandbox was asked for.",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    registry=REGISTRY,
+)
+QUOTA_REJECTIONS = Counter(
+    "controlplane_quota_rejections_total",
+    "Runs refused with 429, by the limit that refused them.",
+    ["kind"],  # sync_tenant | automation | queue_full
+    registry=REGISTRY,
+)
+SCHEDULE_FIRES = Counter(
+    "controlplane_schedule_fires_total",
+    "Runs started by schedules; catch_up=true for the one run a schedule gets after missed ticks.",
+    ["catch_up"],
+    registry=REGISTRY,
+)
+RECONCILED = Counter(
+    "controlplane_reconciled_runs_total",
+    "Unfinished runs found at start or taken over from a dead replica, by what became of them.",
+    ["outcome"],  # resumed | finished | lost | requeued
+    registry=REGISTRY,
+)
+ORPHANS_REMOVED = Counter(
+    "controlplane_orphan_sandboxes_removed_total",
+    "Sandboxes carrying our labels with no unfinished run, removed.",
+    registry=REGISTRY,
+)
+RETENTION_DELETED = Counter(
+    "controlplane_retention_deleted_runs_total", "Runs deleted by the retention job.", registry=REGISTRY
+)

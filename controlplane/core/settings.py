@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     database_timeout_seconds: float = _f(
         5.0, "storage", "How long a request waits for the database before answering 503.", gt=0
     )
+    run_retention_days: int = _f(
+        30,
+        "storage",
+        "Runs, their logs and artifacts older than this are deleted (a tenant's runRetentionDays wins).",
+        ge=1,
+    )
+    retention_batch_size: int = _f(500, "storage", "Runs deleted per retention batch (one transaction each).", ge=1)
 
     # --- auth ---------------------------------------------------------------------------------------
     bootstrap_tenant: str = _f("default", "auth", "Tenant created on start if missing; automations/ loads into it.")
@@ -106,6 +113,12 @@ class Settings(BaseSettings):
     # --- limits -------------------------------------------------------------------------------------
     sync_concurrency_per_tenant: int = _f(10, "limits", "Synchronous runs in flight per tenant.", ge=1)
     background_concurrency_total: int = _f(100, "limits", "Background runs in flight over all tenants.", ge=1)
+    queue_max_per_tenant: int = _f(
+        1000, "limits", "Background runs a tenant may have waiting (queued); past it new ones get 429.", ge=1
+    )
+    queue_wait_timeout_seconds: int = _f(
+        3600, "limits", "A background run still queued after this long ends 'not started' (QUEUE_TIMEOUT).", ge=1
+    )
     sync_timeout_seconds: int = _f(
         60, "limits", "Deadline of a synchronous run when its automation sets no timeoutSeconds.", ge=1
     )
@@ -134,6 +147,19 @@ class Settings(BaseSettings):
     input_max_bytes: int = _f(5 * 1024 * 1024, "limits", "Largest run input.", ge=0)
     code_max_bytes: int = _f(2 * 1024 * 1024, "limits", "Largest total size of an automation's files.", ge=1)
     run_token_ttl_seconds: int = _f(3600, "limits", "Upper bound on a run token's life (revoked at run end).")
+
+    # --- engine -------------------------------------------------------------------------------------
+    replica_heartbeat_seconds: float = _f(2.0, "engine", "How often a replica records that it is alive.", gt=0)
+    replica_dead_after_seconds: float = _f(
+        10.0, "engine", "A replica silent this long is dead: others take over its runs.", gt=0
+    )
+    dispatch_poll_seconds: float = _f(
+        0.5, "engine", "How often a replica looks for queued work it was not told about (other replicas').", gt=0
+    )
+    scheduler_lease_seconds: float = _f(
+        10.0, "engine", "Life of the scheduler lease; another replica takes over this long after its holder dies.", gt=0
+    )
+    scheduler_poll_seconds: float = _f(1.0, "engine", "How often the scheduler looks for due schedules.", gt=0)
 
     # --- automations --------------------------------------------------------------------------------
     automations_dir: Path = _f(Path("./automations"), "automations", "Directory of A###-Name automations.")

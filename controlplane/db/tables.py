@@ -68,7 +68,58 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # bumped by every admission decision: the UPDATE takes the tenant's row lock (the database lock on
+    # SQLite), so two requests racing for a tenant's last slot are serialised
+    admission_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Replica(Base):
+    """One running control-plane process; its heartbeat says whether the runs it claimed are looked after."""
+
+    __tablename__ = "replicas"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(256), default="")
+    pid: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Lease(Base):
+    """A named lease (e.g. the scheduler's): whoever holds an unexpired one acts alone."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+
+
+class DispatchState(Base):
+    """The single row background dispatch locks while it decides; holds the round-robin tenant cursor."""
+
+    __tablename__ = "dispatch_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_tenant_id: Mapped[str] = mapped_column(String(36), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageDaily(Base):
+    """Per day, tenant and automation: what the usage API and retention keep after runs are deleted."""
+
+    __tablename__ = "usage_daily"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    automation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    automation_name: Mapped[str] = mapped_column(String(128), default="")
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    scheduled_runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    triggered_runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    webhook_runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_seconds: Mapped[float] = mapped_column(default=0.0)
+    rx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    tx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class User(Base):
@@ -160,6 +211,7 @@ class Run(Base):
         Index("ix_runs_tenant_status", "tenant_id", "status"),
         Index("ix_runs_automation_created", "automation_id", "created_at"),
         Index("ix_runs_status_created", "status", "created_at"),
+        Index("ix_runs_queue", "status", "synchronous", "tenant_id", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -194,7 +246,8 @@ class Run(Base):
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     backend: Mapped[str | None] = mapped_column(String(32))
     sandbox_ref: Mapped[str | None] = mapped_column(String(256))
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_by: Mapped[str | None] = mapped_column(String(128), index=True)
+    schedule_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class RunLog(Base):

@@ -150,7 +150,7 @@ def test_sandbox_user_accepts_unprivileged_ids(user: str) -> None:
 
 
 def test_every_field_has_a_description_and_a_known_group() -> None:
-    known = {"server", "storage", "auth", "backend", "limits", "automations"}
+    known = {"server", "storage", "auth", "backend", "limits", "engine", "automations"}
     for name, field in Settings.model_fields.items():
         assert field.description and field.description.strip(), name
         assert "|" not in field.description, f"{name}: a pipe would break the README table"
