@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -56,7 +57,13 @@ class RunService:
         input_content_type: str | None = None,
         title: str = "",
         retry_of: str | None = None,
+        automation_version: int | None = None,
+        schedule_id: str | None = None,
+        scheduled_start_time: datetime | None = None,
     ) -> Run:
+        """Record a run (queued) and hand it to the engine. ``automation_version`` pins a version (retry);
+        ``schedule_id``/``scheduled_start_time`` mark a scheduled run. Raises QuotaExceeded (429) when
+        the tenant's synchronous slots or its queue are full."""
         principal.require(Permission.RUN)
         if len(input_data) > self.settings.input_max_bytes:
             raise PayloadTooLarge(f"the run's input is above {self.settings.input_max_bytes} bytes")
@@ -73,7 +80,7 @@ class RunService:
             run = Run(
                 tenant_id=principal.tenant_id,
                 automation_id=automation.id,
-                automation_version=automation.version,
+                automation_version=automation_version or automation.version,
                 status=RunStatus.QUEUED.value,
                 context=context.value,
                 synchronous=synchronous,
@@ -86,6 +93,8 @@ class RunService:
                 owner_id=automation.owner_id,
                 space_id=automation.space_id,
                 retry_of=retry_of,
+                schedule_id=schedule_id,
+                scheduled_start_time=scheduled_start_time,
                 is_test_run=context == RunContext.TEST_RUN,
                 metrics={},
                 errors=[],
