@@ -5,7 +5,7 @@ A launched spec's behaviour is scripted by a ``fake.json`` among its files::
     {"stdout": "...", "stderr": "...", "exitCode": 0, "sleep": 0.0, "oom": false,
      "artifacts": {"path": "text"}, "launchError": "unavailable" | "failed" | "image"}
 
-After ``sleep`` seconds the execution yields those frames (through the real wire encoding and
+The execution yields Started at once, then after ``sleep`` seconds the rest of those frames (through the real wire encoding and
 ``FrameParser``, so the services layer sees exactly what a runner would send) and ends with an Exited
 frame; ``oom`` makes it exit 137 with oomKilled. Without ``fake.json``: exit 0 and stdout "ok\\n".
 ``stop()`` ends the frames at once without an Exited frame and ``finish()`` reports 137, as a kill would.
@@ -79,12 +79,14 @@ class FakeExecution(Execution):
 
     async def frames(self) -> AsyncIterator[Frame]:
         box = self._box
+        frames = list(FrameParser().feed(_wire(box.script)))
+        yield frames[0]  # Started: the runner is up, then the script takes its time (like a real runner)
         try:
             await asyncio.wait_for(box.stopped.wait(), timeout=float(box.script.get("sleep", 0)))
             return  # stopped while "running": killed, no Exited frame
         except TimeoutError:
             pass
-        for frame in FrameParser().feed(_wire(box.script)):
+        for frame in frames[1:]:
             if box.stopped.is_set():
                 return
             if isinstance(frame, Exited):

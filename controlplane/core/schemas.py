@@ -264,6 +264,12 @@ class ErrorBody(Wire):
     trace_id: str
 
 
+class AutomationSettings(Wire):
+    max_concurrent_runs_per_automation: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="Maximum number of concurrent runs allowed per automation (caps each maxConcurrentRuns)."
+    )
+
+
 # --- tokens -----------------------------------------------------------------------------------------
 
 

@@ -213,6 +213,50 @@ class AutomationService:
             raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
         return await self.get(principal, automation_id)
 
+    async def set_state(self, principal: Principal, automation_id: str, state: AutomationState) -> None:
+        """enable/disable (seed 004 actions): a disabled automation refuses runs and its schedules fire nothing;
+        enabling it again does not fire the ticks it missed (their next run is computed from now)."""
+        principal.require(Permission.WRITE)
+        async with transaction(self.sessions) as s:
+            row = await store.get_for_update(s, principal.tenant_id, automation_id)
+            if row is None:
+                raise NotFound(f"automation {automation_id} does not exist")
+            if row.state == state.value:
+                return
+            row.state = state.value
+            row.updated_at = utcnow()
+            if state == AutomationState.AVAILABLE:
+                now = utcnow()
+                for sched in (await store.schedules_of(s, [row.id]))[row.id]:
+                    sched.next_run_at = schedules.next_fire(
+                        cron=sched.cron,
+                        interval=sched.interval,
+                        tz=sched.timezone,
+                        start_at=sched.start_at,
+                        stop_at=sched.stop_at,
+                        after=now,
+                    )
+
+    async def get_settings(self, principal: Principal) -> dict[str, int]:
+        principal.require(Permission.ADMIN)
+        async with self.sessions() as s:
+            tenant = await tenant_store.get_tenant(s, principal.tenant_id)
+            value = (
+                (tenant.settings or {}).get("maxConcurrentRunsPerAutomation", DEFAULT_MAX_CONCURRENT) if tenant else 0
+            )
+        return {"maxConcurrentRunsPerAutomation": int(value)}
+
+    async def put_settings(self, principal: Principal, max_per_automation: int) -> dict[str, int]:
+        """Seed 004 settings. Lowering the cap never edits automations: each one's effective limit is the
+        smaller of its own maxConcurrentRuns and this value."""
+        principal.require(Permission.ADMIN)
+        async with transaction(self.sessions) as s:
+            tenant = await tenant_store.get_tenant(s, principal.tenant_id)
+            if tenant is None:
+                raise NotFound("tenant does not exist")
+            tenant.settings = {**(tenant.settings or {}), "maxConcurrentRunsPerAutomation": max_per_automation}
+        return {"maxConcurrentRunsPerAutomation": max_per_automation}
+
     async def delete(self, principal: Principal, automation_id: str) -> None:
         principal.require(Permission.WRITE)
         async with transaction(self.sessions) as s:

@@ -14,10 +14,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.backends import protocol as p
@@ -180,11 +180,13 @@ class RunEngine:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         backend: Backend,
+        replica_id: str = "local",
         on_finished: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.backend = backend
+        self.replica_id = replica_id
         self.on_finished = on_finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._events: dict[str, asyncio.Event] = {}
@@ -197,12 +199,16 @@ class RunEngine:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def dispatch(self, run_id: str, *, attach: RunHandle | None = None) -> None:
-        """Start supervising a committed run (queued, or running elsewhere when ``attach`` is given)."""
+    def supervises(self, run_id: str) -> bool:
+        return run_id in self._tasks
+
+    def dispatch(self, run_id: str, *, attach: RunHandle | None = None, claimed: bool = False) -> None:
+        """Start supervising a committed run: a queued one (claimed here), one the dispatcher already claimed
+        for this replica (``claimed``), or one whose sandbox outlived its supervisor (``attach``)."""
         if self._closing or run_id in self._tasks:
             return
         self._events.setdefault(run_id, asyncio.Event())
-        task = asyncio.create_task(self._supervise(run_id, attach), name=f"run-{run_id}")
+        task = asyncio.create_task(self._supervise(run_id, attach, claimed), name=f"run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda t: self._task_done(run_id, t))
 
@@ -228,41 +234,144 @@ class RunEngine:
                 if run is None or RunStatus(run.status) in TERMINAL:
                     return True
 
-    async def reconcile(self) -> dict[str, int]:
-        """Match storage with the engine after a start: resume, finish or fail every unfinished run, and
-        remove sandboxes that belong to no unfinished run."""
-        counts = {"resumed": 0, "requeued": 0, "lost": 0, "orphans": 0}
-        sandboxes = {info.handle.run_id: info for info in await self.backend.list_sandboxes()}
+    def request_stop(self, run_id: str, reason: str = "user") -> bool:
+        """Cancel the local supervisor of a run (it kills and removes the sandbox, then records 'stopped').
+        False when this replica does not supervise it (its owner acts on the 'must stop' status)."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        if run_id not in self._stop_reasons:
+            self._stop_reasons[run_id] = reason
+            task.cancel()
+        return True
+
+    async def poll_stop_requests(self) -> int:
+        """Act on 'must stop' runs this replica owns (the stop may have arrived through another replica)."""
         async with self.sessions() as s:
-            unfinished = await run_store.in_status(s, [RunStatus.QUEUED, *ACTIVE])
-        active_ids = set()
-        for run in unfinished:
-            status = RunStatus(run.status)
-            info = sandboxes.get(run.id)
-            if status == RunStatus.QUEUED and info is None:
-                self.dispatch(run.id)
-                counts["requeued"] += 1
-                active_ids.add(run.id)
-            elif info is not None and info.state != SandboxState.MISSING:
-                self.dispatch(run.id, attach=info.handle)
-                counts["resumed"] += 1
-                active_ids.add(run.id)
-            else:
-                await self._finalize(
-                    run.id,
-                    Supervision(failure=_lost("no sandbox exists for this run after a restart")),
-                    output=None,
-                    artifacts=None,
-                    timeout=run.timeout_seconds,
+            rows = (
+                await s.execute(
+                    select(Run.id, Run.tenant_id).where(
+                        Run.status == RunStatus.MUST_STOP.value, Run.claimed_by == self.replica_id
+                    )
                 )
-                counts["lost"] += 1
-        for run_id, info in sandboxes.items():
-            if run_id not in active_ids:
-                await self._safe_stop(info.handle)
-                counts["orphans"] += 1
+            ).all()
+        acted = 0
+        for run_id, tenant_id in rows:
+            if self.request_stop(str(run_id)):
+                acted += 1
+            elif not self._closing:  # owned here but nobody supervises it: stop what may exist, record it
+                await self._safe_stop(
+                    RunHandle(str(run_id), str(tenant_id), self.settings.container_prefix + str(run_id))
+                )
+                await self._finalize(
+                    str(run_id), Supervision(stop_reason="user"), output=None, artifacts=None, timeout=0
+                )
+                acted += 1
+        return acted
+
+    async def end_unstarted(self, run_id: str, status: RunStatus, entry: dict[str, Any]) -> bool:
+        """Finish a run that never got a sandbox (cancelled or expired while queued)."""
+        now = utcnow()
+        async with transaction(self.sessions) as s:
+            run = await run_store.get_any(s, run_id)
+            if run is None or RunStatus(run.status) != RunStatus.QUEUED:
+                return False
+            transition(run.status, status)
+            if not await run_store.set_fields(
+                s, run_id, expect=[RunStatus.QUEUED], status=status.value, stop_time=now, errors=[entry]
+            ):
+                return False
+            await _mirror_last_run(s, run, status, finished_at=now, duration=None)
+            tenant = await tenant_store.get_tenant(s, run.tenant_id)
+        metrics.RUNS.labels(tenant.name if tenant else run.tenant_id, status.value, run.context).inc()
+        event = self._events.get(run_id)
+        if event is not None:
+            event.set()
+        if self.on_finished is not None:
+            self.on_finished(run_id)
+        return True
+
+    async def reconcile(self, alive: set[str] | None = None) -> dict[str, int]:
+        """After a start: take over unfinished runs of dead replicas (a restarted process is a new replica,
+        so its own earlier runs are among them), then remove sandboxes that belong to no unfinished run."""
+        counts = await self.take_over(alive if alive is not None else {self.replica_id})
+        counts["orphans"] = await self.sweep_orphans()
         if any(counts.values()):
             log.info("reconcile: %s", counts)
         return counts
+
+    async def take_over(self, alive: set[str]) -> dict[str, int]:
+        """Adopt unfinished runs whose owner is not alive: resume (or finish) those whose sandbox exists,
+        restart synchronous runs that never started, record the rest as lost (RUN_LOST)."""
+        counts = {"resumed": 0, "requeued": 0, "lost": 0}
+        async with self.sessions() as s:
+            candidates = [
+                (r.id, r.status, r.claimed_by, r.timeout_seconds)
+                for r in (
+                    await s.execute(
+                        select(Run).where(
+                            Run.status.in_([x.value for x in ACTIVE])
+                            | ((Run.status == RunStatus.QUEUED.value) & Run.synchronous.is_(True))
+                        )
+                    )
+                ).scalars()
+                if r.claimed_by not in alive and r.id not in self._tasks
+            ]
+        if not candidates:
+            return counts
+        sandboxes = {info.handle.run_id: info for info in await self.backend.list_sandboxes()}
+        for run_id, status, owner, timeout in candidates:
+            async with transaction(self.sessions) as s:
+                owner_clause = Run.claimed_by.is_(None) if owner is None else Run.claimed_by == owner
+                won = await s.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.status == status, owner_clause)
+                    .values(claimed_by=self.replica_id, updated_at=utcnow())
+                )
+                if not getattr(won, "rowcount", 0):
+                    continue  # another replica adopted it first
+            info = sandboxes.get(run_id)
+            if RunStatus(status) == RunStatus.QUEUED:
+                self.dispatch(run_id)
+                outcome = "requeued"
+            elif info is not None and info.state != SandboxState.MISSING:
+                self.dispatch(run_id, attach=info.handle)
+                outcome = "resumed"
+            else:
+                await self._finalize(
+                    run_id,
+                    Supervision(failure=_lost("its sandbox no longer exists (the control plane was down)")),
+                    output=None,
+                    artifacts=None,
+                    timeout=timeout,
+                )
+                outcome = "lost"
+            counts[outcome] += 1
+            metrics.RECONCILED.labels(outcome).inc()
+        return counts
+
+    async def sweep_orphans(self) -> int:
+        """Remove sandboxes carrying our labels whose run is final or unknown."""
+        sandboxes = await self.backend.list_sandboxes()
+        if not sandboxes:
+            return 0
+        ids = [info.handle.run_id for info in sandboxes]
+        async with self.sessions() as s:
+            unfinished = {
+                str(r)
+                for r in (
+                    await s.execute(
+                        select(Run.id).where(Run.id.in_(ids), Run.status.not_in([x.value for x in TERMINAL]))
+                    )
+                ).scalars()
+            }
+        removed = 0
+        for info in sandboxes:
+            if info.handle.run_id not in unfinished and info.handle.run_id not in self._tasks:
+                await self._safe_stop(info.handle)
+                metrics.ORPHANS_REMOVED.inc()
+                removed += 1
+        return removed
 
     async def shutdown(self) -> None:
         """Stop every run this process supervises and record it (design: nothing left running)."""
@@ -286,10 +395,18 @@ class RunEngine:
         if self.on_finished is not None:
             self.on_finished(run_id)
 
-    async def _supervise(self, run_id: str, attach: RunHandle | None) -> None:
+    async def _supervise(self, run_id: str, attach: RunHandle | None, claimed: bool) -> None:
         prepared: PreparedRun | None
         try:
-            prepared = await prepare_run(self.settings, self.sessions, self.backend, run_id, attach=attach is not None)
+            prepared = await prepare_run(
+                self.settings,
+                self.sessions,
+                self.backend,
+                run_id,
+                attach=attach is not None,
+                claimed=claimed,
+                replica_id=self.replica_id,
+            )
         except ControlPlaneError as exc:
             await self._finalize(run_id, Supervision(failure=exc), output=None, artifacts=None, timeout=0)
             return
@@ -319,7 +436,6 @@ class RunEngine:
             async with asyncio.timeout_at(deadline):
                 execution: Execution
                 if attach is None:
-                    await self._mark(spec.run_id, deadline_at=utcnow() + timedelta(seconds=spec.deadline_seconds))
                     execution = await self.backend.launch(spec)
                 else:
                     execution = await self.backend.attach(attach)

@@ -19,8 +19,10 @@ from controlplane.core.states import Role
 from controlplane.db.session import create_engine, session_factory
 from controlplane.services import catalog, tenancy
 from controlplane.services.automations import AutomationService
+from controlplane.services.dispatcher import Dispatcher
 from controlplane.services.engine import RunEngine
 from controlplane.services.housekeeping import Housekeeper
+from controlplane.services.replicas import Replicas, new_replica_id
 from controlplane.services.runs import RunService
 from controlplane.store import tenants as tenant_store
 
@@ -37,6 +39,8 @@ class Platform:
     automations: AutomationService
     runs: RunService
     housekeeper: Housekeeper
+    replicas: Replicas
+    dispatcher: Dispatcher
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
 
@@ -48,7 +52,11 @@ class Platform:
         sessions = session_factory(db)
         backend = backend or get_backend(settings.backend, settings)
         await backend.prepare()
-        engine = RunEngine(settings=settings, sessions=sessions, backend=backend)
+        replicas = Replicas(settings, sessions, new_replica_id())
+        await replicas.register()
+        engine = RunEngine(settings=settings, sessions=sessions, backend=backend, replica_id=replicas.id)
+        dispatcher = Dispatcher(settings, sessions, engine, replica_id=replicas.id, replicas=replicas)
+        engine.on_finished = lambda _run_id: dispatcher.wake()  # a slot freed
         platform = cls(
             settings=settings,
             db=db,
@@ -56,8 +64,10 @@ class Platform:
             backend=backend,
             engine=engine,
             automations=AutomationService(settings, sessions),
-            runs=RunService(settings, sessions, engine),
+            runs=RunService(settings, sessions, engine, on_queued=dispatcher.wake),
             housekeeper=Housekeeper(settings, sessions, backend),
+            replicas=replicas,
+            dispatcher=dispatcher,
         )
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
@@ -68,7 +78,10 @@ class Platform:
             )
             log.info("automations directory %s: %s", settings.automations_dir, report.summary())
         if reconcile:
-            await engine.reconcile()
+            await engine.reconcile(await replicas.alive())
+        replicas.start()
+        dispatcher.start()
+        dispatcher.wake()  # runs queued while no replica was up
         platform.housekeeper.start()
         return platform
 
@@ -97,7 +110,9 @@ class Platform:
         return checks
 
     async def close(self) -> None:
+        await self.dispatcher.stop()
         await self.housekeeper.stop()
         await self.engine.shutdown()
+        await self.replicas.stop()
         await self.backend.close()
         await self.db.dispose()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +21,10 @@ from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooL
 from controlplane.core.filters import parse_filter, parse_sort
 from controlplane.core.schemas import ArtifactPublic, NetworkMetrics, RunMetrics, RunPublic
 from controlplane.core.settings import Settings
-from controlplane.core.states import TERMINAL, AutomationState, RunContext, RunStatus
+from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus, transition
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, Run
+from controlplane.db.tables import Artifact, Automation, Run, utcnow
+from controlplane.services import admission
 from controlplane.services.automations import duration_seconds
 from controlplane.services.engine import RunEngine
 from controlplane.store import automations as automation_store
@@ -39,10 +40,18 @@ def encode_input(value: Any) -> bytes:
 
 
 class RunService:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], engine: RunEngine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: RunEngine,
+        *,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.engine = engine
+        self.on_queued = on_queued
 
     # --- commands -----------------------------------------------------------------------------------
 
@@ -69,11 +78,17 @@ class RunService:
             raise PayloadTooLarge(f"the run's input is above {self.settings.input_max_bytes} bytes")
         synchronous = context.synchronous
         async with transaction(self.sessions) as s:
+            tenant = await admission.lock_tenant(s, principal.tenant_id)  # serialises this tenant's admissions
             automation = await automation_store.get(s, principal.tenant_id, automation_id)
             if automation is None:
                 raise NotFound(f"automation {automation_id} does not exist")
             if automation.state == AutomationState.DISABLED.value:
                 raise Conflict("the automation is disabled; enable it to run it", code="AUTOMATION_DISABLED")
+            now = utcnow()
+            if synchronous:
+                await admission.admit_sync(s, self.settings, tenant, automation, now)
+            else:
+                await admission.admit_background(s, self.settings, tenant, now)
             timeout = automation.timeout_seconds or (
                 self.settings.sync_timeout_seconds if synchronous else self.settings.background_timeout_seconds
             )
@@ -84,6 +99,7 @@ class RunService:
                 status=RunStatus.QUEUED.value,
                 context=context.value,
                 synchronous=synchronous,
+                claimed_by=self.engine.replica_id if synchronous else None,
                 title=title or automation.name,
                 args=list(automation.args or []) if args is None else [str(a) for a in args],
                 input=input_data,
@@ -107,8 +123,59 @@ class RunService:
                 .values(last_run_id=run.id, last_run_status=RunStatus.QUEUED.value)
             )
         metrics.RUNS_CREATED.labels(principal.tenant_name, context.value).inc()
-        self.engine.dispatch(run.id)
+        if synchronous:
+            self.engine.dispatch(run.id)
+        elif self.on_queued is not None:
+            self.on_queued()
         return run
+
+    async def stop(self, principal: Principal, automation_id: str, run_id: str) -> None:
+        """Seed 004's stop: a queued run is cancelled (stopped, never started); a starting or running one
+        goes 'must stop', its sandbox is killed and removed, its partial logs kept, then 'stopped'.
+        Stopping twice is fine; stopping a run that already ended is a 409."""
+        principal.require(Permission.RUN)
+        entry = {
+            "code": ErrorCode.STOPPED_BY_USER.value,
+            "title": "The run was stopped",
+            "detail": f"by {principal.user_id}",
+        }
+        for _ in range(5):  # a queued run may be claimed between our read and our write: read again
+            async with transaction(self.sessions) as s:
+                run = await self._load(s, principal, automation_id, run_id)
+                status = RunStatus(run.status)
+                if status in TERMINAL:
+                    raise Conflict(
+                        f"the run already ended ({status.value}); there is nothing to stop", code="RUN_ENDED"
+                    )
+                if status in (RunStatus.STARTING, RunStatus.RUNNING):
+                    transition(status, RunStatus.MUST_STOP)
+                    if not await store.set_fields(s, run_id, expect=[status], status=RunStatus.MUST_STOP.value):
+                        continue
+            if status == RunStatus.QUEUED:
+                if await self.engine.end_unstarted(run_id, RunStatus.STOPPED, entry):
+                    return
+                continue
+            self.engine.request_stop(run_id)  # here when this replica runs it; otherwise its owner polls
+            return
+        raise Conflict("the run changed state while being stopped; try again", code="RUN_BUSY")
+
+    async def retry(self, principal: Principal, automation_id: str, run_id: str) -> Run:
+        """Seed 004's retry: a new run of the same automation version with the same args and input,
+        linked to the original (retryOf), context retry."""
+        principal.require(Permission.RUN)
+        async with self.sessions() as s:
+            original = await self._load(s, principal, automation_id, run_id)
+        return await self.submit(
+            principal,
+            automation_id,
+            context=RunContext.RETRY,
+            args=list(original.args or []),
+            input_data=original.input or b"",
+            input_content_type=original.input_content_type,
+            title=original.title,
+            retry_of=original.id,
+            automation_version=original.automation_version,
+        )
 
     async def wait(self, run: Run) -> None:
         """Wait for a synchronous run: its own deadline bounds the wait (plus time to clean up)."""

@@ -63,24 +63,40 @@ async def prepare_run(
     run_id: str,
     *,
     attach: bool,
+    claimed: bool = False,
+    replica_id: str = "local",
 ) -> PreparedRun | None:
+    """Claim the run for this replica (queued -> starting) unless the dispatcher already did (``claimed``)
+    or it is being re-attached, and build its spec. None when the run is not this replica's to start."""
     async with transaction(sessions) as s:
         run = await run_store.get_any(s, run_id)
         if run is None:
             return None
         status = RunStatus(run.status)
+        deadline = utcnow() + timedelta(seconds=run.timeout_seconds)
         if attach:
             if status not in ACTIVE:
                 return None
+        elif claimed:
+            if status != RunStatus.STARTING or run.claimed_by != replica_id:
+                return None
+            await run_store.set_fields(s, run_id, backend=backend.name, deadline_at=deadline)
         else:
             if status != RunStatus.QUEUED:
                 return None
             transition(status, RunStatus.STARTING)
-            claimed = await run_store.set_fields(
-                s, run_id, expect=[RunStatus.QUEUED], status=RunStatus.STARTING.value, backend=backend.name
+            won = await run_store.set_fields(
+                s,
+                run_id,
+                expect=[RunStatus.QUEUED],
+                status=RunStatus.STARTING.value,
+                backend=backend.name,
+                claimed_by=replica_id,
+                deadline_at=deadline,
             )
-            if not claimed:
+            if not won:
                 return None
+            run.deadline_at = deadline
         version = await automation_store.get_version(s, run.automation_id, run.automation_version)
         tenant = await tenant_store.get_tenant(s, run.tenant_id)
         automation = await automation_store.get(s, run.tenant_id, run.automation_id)
@@ -129,7 +145,7 @@ async def prepare_run(
             spec=run_spec,
             synchronous=run.synchronous,
             sandbox_name=settings.container_prefix + run.id,
-            deadline_at=run.deadline_at,
+            deadline_at=run.deadline_at if attach else deadline,
             tenant_name=tenant.name,
         )
 

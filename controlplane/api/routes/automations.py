@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
-from controlplane.core.schemas import AutomationCreate, AutomationPublic, AutomationUpdate, ErrorBody, Page
+from controlplane.core.schemas import (
+    AutomationCreate,
+    AutomationPublic,
+    AutomationSettings,
+    AutomationUpdate,
+    ErrorBody,
+    Page,
+)
+from controlplane.core.states import AutomationState
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 500, 503)}
 router = APIRouter(tags=["automations"], responses=ERRORS)  # type: ignore[arg-type]
@@ -16,6 +24,19 @@ FILTER_HELP = (
     'SCIM-style, e.g. name eq "x" and runMode eq "manual"; on name, runMode, lastRunStatus, ownerId, spaceId, state.'
 )
 Limit = Annotated[int, Query(ge=1, le=100, description="The number of automations to retrieve.")]
+
+
+@router.get("/settings", response_model=AutomationSettings)
+async def get_settings(platform: PlatformDep, principal: PrincipalDep) -> AutomationSettings:
+    """The tenant's automation settings (admin)."""
+    return AutomationSettings.model_validate(await platform.automations.get_settings(principal))
+
+
+@router.put("/settings", response_model=AutomationSettings)
+async def put_settings(body: AutomationSettings, platform: PlatformDep, principal: PrincipalDep) -> AutomationSettings:
+    """Change the tenant's automation settings (admin)."""
+    done = await platform.automations.put_settings(principal, body.max_concurrent_runs_per_automation)
+    return AutomationSettings.model_validate(done)
 
 
 @router.get("", response_model=Page[AutomationPublic], response_model_exclude_none=True)
@@ -50,6 +71,20 @@ async def update_automation(
     id: str, body: AutomationUpdate, platform: PlatformDep, principal: PrincipalDep
 ) -> AutomationPublic:
     return await platform.automations.update(principal, id, body)
+
+
+@router.post("/{id}/actions/enable", status_code=204, response_class=Response)
+async def enable_automation(id: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Make the automation runnable again; its schedules resume from now (missed ticks are not fired)."""
+    await platform.automations.set_state(principal, id, AutomationState.AVAILABLE)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/actions/disable", status_code=204, response_class=Response)
+async def disable_automation(id: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Refuse new runs (409) and fire no schedules until enabled; runs in flight continue."""
+    await platform.automations.set_state(principal, id, AutomationState.DISABLED)
+    return Response(status_code=204)
 
 
 @router.delete("/{id}", status_code=204, response_class=Response)

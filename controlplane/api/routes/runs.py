@@ -107,6 +107,23 @@ async def get_run(id: str, runId: str, request: Request, platform: PlatformDep, 
     return await platform.runs.get(principal, id, runId, base_url=base_url(request))
 
 
+@router.post("/{id}/runs/{runId}/actions/stop", status_code=204, response_class=Response)
+async def stop_run(id: str, runId: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Queued: cancelled, never started. Starting or running: 'must stop', then 'stopped' once its sandbox is
+    killed and removed (partial logs kept). Idempotent; a run that already ended is a 409."""
+    await platform.runs.stop(principal, id, runId)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/runs/{runId}/actions/retry", status_code=204, response_class=Response)
+async def retry_run(id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """A new run of the same automation version with the same args and input (retryOf, context retry).
+    204 as seed 004 says; the new run is in the Location header (and X-Run-Id)."""
+    run = await platform.runs.retry(principal, id, runId)
+    location = f"{base_url(request)}/api/v1/automations/{id}/runs/{run.id}"
+    return Response(status_code=204, headers={"Location": location, "X-Run-Id": run.id})
+
+
 @router.get(
     "/{id}/runs/{runId}/logs",
     response_class=Response,
