@@ -5,7 +5,8 @@ A launched spec's behaviour is scripted by a ``fake.json`` among its files::
     {"stdout": "...", "stderr": "...", "exitCode": 0, "sleep": 0.0, "oom": false,
      "artifacts": {"path": "text"}, "launchError": "unavailable" | "failed" | "image"}
 
-The execution yields Started at once, then after ``sleep`` seconds the rest of those frames (through the real wire encoding and
+The execution yields Started at once, then after ``sleep`` seconds the rest of those frames (through the
+real wire encoding and
 ``FrameParser``, so the services layer sees exactly what a runner would send) and ends with an Exited
 frame; ``oom`` makes it exit 137 with oomKilled. Without ``fake.json``: exit 0 and stdout "ok\\n".
 ``stop()`` ends the frames at once without an Exited frame and ``finish()`` reports 137, as a kill would.
