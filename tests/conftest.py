@@ -26,6 +26,7 @@ from tests.support.pg import fresh_database, postgres_url
 
 ADMIN_TOKEN = "cp_test_admin_token_0123456789abcdef"
 PG_TEMPLATE = "cp_template"
+_PG_CREATED: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +37,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_base_url() -> str:
+def pg_base_url() -> Iterator[str]:
     base = postgres_url()
     upgrade(fresh_database(base, PG_TEMPLATE))
-    return base
+    yield base
+    with psycopg.connect(_pg_admin_dsn(base), autocommit=True) as conn:
+        for name in _PG_CREATED:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg_admin_dsn(base: str) -> str:
@@ -58,10 +62,13 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 def postgres_db_url(pg_base_url: str) -> Iterator[str]:
     name = f"cp_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_pg_admin_dsn(pg_base_url), autocommit=True) as conn:
+        # drop the databases of earlier tests here, when their platforms are surely closed (a test's own
+        # teardown order between make_platform and this fixture depends on its signature)
+        while _PG_CREATED:
+            conn.execute(f'DROP DATABASE IF EXISTS "{_PG_CREATED.pop()}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{PG_TEMPLATE}"')
+    _PG_CREATED.append(name)
     yield make_url(pg_base_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(_pg_admin_dsn(pg_base_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -470,18 +470,18 @@ class RunEngine:
         except asyncio.CancelledError:
             if sup.outcome is None:  # an outcome already collected is what happened; record that
                 sup.stop_reason = self._stop_reasons.get(spec.run_id, "shutdown")
-            await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+            await _to_the_end(self._wrap_up(spec, sup, output, artifacts, prep))
             if release is not None:
-                await asyncio.shield(self._release(release))
+                await _to_the_end(self._release(release))
             raise
         except Exception as exc:  # never leave a run or a sandbox behind on a bug
             log.exception("run %s: supervisor failed", spec.run_id)
             sup.failure = ControlPlaneError(f"{type(exc).__name__}: {exc}")
         try:
-            await asyncio.shield(self._wrap_up(spec, sup, output, artifacts, prep))
+            await _to_the_end(self._wrap_up(spec, sup, output, artifacts, prep))
         finally:
             if release is not None:
-                await asyncio.shield(self._release(release))
+                await _to_the_end(self._release(release))
 
     async def _release(self, execution: Execution) -> None:
         try:
@@ -610,6 +610,17 @@ class RunEngine:
         if usage is not None:
             metrics.NETWORK_BYTES.labels(tenant_name, "rx").inc(usage.net_rx_bytes)
             metrics.NETWORK_BYTES.labels(tenant_name, "tx").inc(usage.net_tx_bytes)
+
+
+async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to completion even if we are cancelled meanwhile (recording a run's end and removing
+    its sandbox must not be cut short), then let the cancellation through."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
 def _lost(detail: str) -> ControlPlaneError:

@@ -24,6 +24,7 @@ from controlplane.services.engine import RunEngine
 from controlplane.services.housekeeping import Housekeeper
 from controlplane.services.replicas import Replicas, new_replica_id
 from controlplane.services.runs import RunService
+from controlplane.services.scheduler import Scheduler
 from controlplane.store import tenants as tenant_store
 
 log = logging.getLogger("controlplane")
@@ -41,6 +42,7 @@ class Platform:
     housekeeper: Housekeeper
     replicas: Replicas
     dispatcher: Dispatcher
+    scheduler: Scheduler
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
 
@@ -57,6 +59,7 @@ class Platform:
         engine = RunEngine(settings=settings, sessions=sessions, backend=backend, replica_id=replicas.id)
         dispatcher = Dispatcher(settings, sessions, engine, replica_id=replicas.id, replicas=replicas)
         engine.on_finished = lambda _run_id: dispatcher.wake()  # a slot freed
+        runs = RunService(settings, sessions, engine, on_queued=dispatcher.wake)
         platform = cls(
             settings=settings,
             db=db,
@@ -64,10 +67,11 @@ class Platform:
             backend=backend,
             engine=engine,
             automations=AutomationService(settings, sessions),
-            runs=RunService(settings, sessions, engine, on_queued=dispatcher.wake),
+            runs=runs,
             housekeeper=Housekeeper(settings, sessions, backend),
             replicas=replicas,
             dispatcher=dispatcher,
+            scheduler=Scheduler(settings, sessions, runs, replica_id=replicas.id),
         )
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
@@ -82,6 +86,7 @@ class Platform:
         replicas.start()
         dispatcher.start()
         dispatcher.wake()  # runs queued while no replica was up
+        platform.scheduler.start()
         platform.housekeeper.start()
         return platform
 
@@ -110,6 +115,7 @@ class Platform:
         return checks
 
     async def close(self) -> None:
+        await self.scheduler.stop()  # first: a pass in progress finishes its submits, the lease is released
         await self.dispatcher.stop()
         await self.housekeeper.stop()
         await self.engine.shutdown()
