@@ -198,6 +198,7 @@ def tenants() -> None:
 @click.option("--max-pids", type=int, default=None, help="Largest pids an automation may ask for.")
 @click.option("--dsn", default=None, help="Value of JETQUERY_DSN for this tenant's runs.")
 @click.option("--archive-retention-days", type=int, default=None, help="ARCHIVE files older than this are deleted.")
+@click.option("--run-retention-days", type=int, default=None, help="Runs older than this are deleted (usage stays).")
 @click.option("--create", is_flag=True, help="Create the tenant if it does not exist.")
 def tenants_configure(
     tenant: str,
@@ -206,6 +207,7 @@ def tenants_configure(
     max_pids: int | None,
     dsn: str | None,
     archive_retention_days: int | None,
+    run_retention_days: int | None,
     create: bool,
 ) -> None:
     """Set a tenant's resource maxima, DSN and ARCHIVE retention; prints its settings."""
@@ -231,6 +233,7 @@ def tenants_configure(
                 limits=limits,
                 dsn=dsn,
                 archive_retention_days=archive_retention_days,
+                run_retention_days=run_retention_days,
                 create=create,
             )
         finally:

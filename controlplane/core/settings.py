@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         30, "backend", "Files in ARCHIVE older than this are deleted (a tenant's archiveRetentionDays wins).", ge=1
     )
     housekeeping_interval_seconds: int = _f(
-        3600, "backend", "Seconds between housekeeping passes (ARCHIVE retention); 0 turns them off.", ge=0
+        3600,
+        "backend",
+        "Seconds between housekeeping passes (ARCHIVE clean-up and run retention); 0 turns them off.",
+        ge=0,
     )
 
     # --- limits -------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Periodic upkeep: the ARCHIVE retention clean-up of every tenant (seed 000: "cleaned automatically
-according to the data retention policy").
+"""Periodic upkeep, one pass every CP_HOUSEKEEPING_INTERVAL_SECONDS: the ARCHIVE clean-up of every tenant
+(seed 000: "cleaned automatically according to the data retention policy") and run retention
+(``services.retention``: old final runs with their logs and artifacts; usage aggregates stay).
 
-A tenant's retention is its ``archiveRetentionDays`` setting, else CP_ARCHIVE_RETENTION_DAYS. One sweep per
-tenant per pass; a failing tenant is logged and retried on the next pass without holding the others up.
+A tenant's ARCHIVE retention is its ``archiveRetentionDays`` setting, else CP_ARCHIVE_RETENTION_DAYS. One
+sweep per tenant per pass; a failing tenant, or a failing part of the pass, is logged and retried on the
+next pass without holding the others up.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +21,8 @@ from controlplane.backends.base import Backend
 from controlplane.core import metrics
 from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
-from controlplane.db.tables import Tenant
+from controlplane.db.tables import Tenant, utcnow
+from controlplane.services.retention import Retention
 
 log = logging.getLogger("controlplane.housekeeping")
 
@@ -33,6 +37,7 @@ class Housekeeper:
         self.settings = settings
         self.sessions = sessions
         self.backend = backend
+        self.retention = Retention(settings, sessions)
         self._task: asyncio.Task[None] | None = None
 
     async def sweep_archives(self) -> dict[str, int]:
@@ -41,15 +46,32 @@ class Housekeeper:
             tenants = list((await s.execute(select(Tenant))).scalars())
         removed: dict[str, int] = {}
         for tenant in tenants:
-            days = int((tenant.settings or {}).get("archiveRetentionDays", self.settings.archive_retention_days))
             try:
+                days = int((tenant.settings or {}).get("archiveRetentionDays", self.settings.archive_retention_days))
                 removed[tenant.name] = await self.backend.clean_archive(tenant.id, older_than_days=days)
             except BackendError:
                 metrics.BACKEND_ERRORS.labels("archive_cleanup").inc()
                 log.warning("archive clean-up of tenant %s failed; retried next pass", tenant.name, exc_info=True)
+            except Exception:
+                log.exception("archive clean-up of tenant %s failed; retried next pass", tenant.name)
         if any(removed.values()):
             log.info("archive clean-up removed %s", {k: v for k, v in removed.items() if v})
         return removed
+
+    async def sweep(self, now: datetime | None = None) -> dict[str, dict[str, int]]:
+        """One housekeeping pass: ARCHIVE clean-up, then run retention. Per part: count per tenant name;
+        a part that fails as a whole is logged and missing from the answer, the other still runs."""
+        now = now or utcnow()
+        done: dict[str, dict[str, int]] = {}
+        try:
+            done["archives"] = await self.sweep_archives()
+        except Exception:
+            log.exception("archive clean-up pass failed; retried next pass")
+        try:
+            done["runs"] = await self.retention.sweep(now)
+        except Exception:
+            log.exception("run retention pass failed; retried next pass")
+        return done
 
     def start(self) -> None:
         if self.settings.housekeeping_interval_seconds > 0:
@@ -59,7 +81,7 @@ class Housekeeper:
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_seconds)
             try:
-                await self.sweep_archives()
+                await self.sweep()
             except Exception:  # the loop must outlive any one bad pass
                 log.exception("housekeeping pass failed")
 

@@ -135,6 +135,7 @@ async def configure_tenant(
     limits: dict[str, float | int] | None = None,
     dsn: str | None = None,
     archive_retention_days: int | None = None,
+    run_retention_days: int | None = None,
     create: bool = False,
 ) -> dict[str, object]:
     """Set a tenant's maxima (maxCpus, maxMemoryMb, maxPids: at most the global ones), DSN and ARCHIVE
@@ -163,5 +164,7 @@ async def configure_tenant(
             current["dsn"] = dsn
         if archive_retention_days is not None:
             current["archiveRetentionDays"] = archive_retention_days
+        if run_retention_days is not None:
+            current["runRetentionDays"] = run_retention_days
         row.settings = current
         return current

@@ -1,0 +1,154 @@
+"""Run retention: final runs older than their tenant's retention are deleted, with their logs and artifacts.
+
+A tenant's retention is its ``runRetentionDays`` setting, else CP_RUN_RETENTION_DAYS. Only final runs go
+(queued, starting, running and must-stop runs stay however old), and only once both their creation and
+their end lie before the cut-off. Deletion is in batches of CP_RETENTION_BATCH_SIZE runs, one transaction
+each, so no pass holds locks for long; a tenant gets at most ``max_batches`` per pass and the next pass
+carries on. Each batch deletes the runs' log chunks, artifacts and run tokens explicitly before the runs
+(no reliance on cascades) and clears ``automations.last_run_id`` where it points at a deleted run (the
+automation's lastRunAt/lastRunStatus stay: they are history). ``usage_daily`` is never touched, so the
+usage API and metrics keep counting deleted runs.
+
+Sweeps are idempotent: two replicas sweeping at once delete each run once between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from controlplane.core import metrics
+from controlplane.core.settings import Settings
+from controlplane.core.states import TERMINAL
+from controlplane.db.session import transaction
+from controlplane.db.tables import Artifact, Automation, Run, RunLog, Tenant, Token, utcnow
+
+log = logging.getLogger("controlplane.retention")
+
+_FINAL = sorted(s.value for s in TERMINAL)
+MAX_BATCHES_PER_PASS = 100
+
+
+@dataclass(frozen=True)
+class TenantSweep:
+    """What one pass did for one tenant."""
+
+    tenant: str
+    retention_days: int
+    batches: tuple[int, ...]  # runs deleted by each transaction, in order
+    more: bool  # stopped at the batch budget: old runs are left for the next pass
+
+    @property
+    def deleted(self) -> int:
+        return sum(self.batches)
+
+
+class InvalidRetention(ValueError):
+    pass
+
+
+def retention_days(settings: Settings, tenant_settings: dict[str, Any] | None) -> int:
+    """A tenant's run retention in days; raises InvalidRetention for a setting that is not a whole >= 1."""
+    raw = (tenant_settings or {}).get("runRetentionDays")
+    if raw is None:
+        return settings.run_retention_days
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise InvalidRetention(f"runRetentionDays {raw!r} is not a number of days")
+    try:
+        days = int(raw)
+    except ValueError:
+        raise InvalidRetention(f"runRetentionDays {raw!r} is not a number of days") from None
+    if days < 1:
+        raise InvalidRetention(f"runRetentionDays {raw!r} is below 1")
+    return days
+
+
+class Retention:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_batches: int = MAX_BATCHES_PER_PASS,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.max_batches = max_batches
+        self.last_pass: dict[str, TenantSweep] = {}
+
+    async def sweep(self, now: datetime | None = None) -> dict[str, int]:
+        """One pass over every tenant; returns runs deleted per tenant name (tenants that failed are absent)."""
+        now = now or utcnow()
+        async with self.sessions() as s:
+            tenants = [(t.id, t.name, dict(t.settings or {})) for t in (await s.execute(select(Tenant))).scalars()]
+        done: dict[str, TenantSweep] = {}
+        for tenant_id, name, tenant_settings in tenants:
+            try:
+                days = retention_days(self.settings, tenant_settings)
+            except InvalidRetention as exc:
+                log.warning("tenant %s: %s; its runs are kept until it is fixed", name, exc)
+                continue
+            try:
+                done[name] = await self.sweep_tenant(tenant_id, name=name, days=days, now=now)
+            except Exception:  # one tenant's failure must not hold the others up; retried next pass
+                log.exception("run retention of tenant %s failed; retried next pass", name)
+        self.last_pass = done
+        deleted = {name: sweep.deleted for name, sweep in done.items()}
+        if any(deleted.values()):
+            log.info("run retention deleted %s", {k: v for k, v in deleted.items() if v})
+        return deleted
+
+    async def sweep_tenant(self, tenant_id: str, *, name: str, days: int, now: datetime) -> TenantSweep:
+        """Delete the tenant's final runs older than ``days`` before ``now``, batch by batch."""
+        cutoff = now - timedelta(days=days)
+        batches: list[int] = []
+        while len(batches) < self.max_batches:
+            deleted = await self._batch(tenant_id, cutoff)
+            if deleted == 0:
+                return TenantSweep(name, days, tuple(batches), more=False)
+            batches.append(deleted)
+            metrics.RETENTION_DELETED.inc(deleted)
+            await asyncio.sleep(0)  # let the API and the engine in between batches
+        log.info("run retention of tenant %s stopped after %d batches; the next pass goes on", name, len(batches))
+        return TenantSweep(name, days, tuple(batches), more=True)
+
+    async def _batch(self, tenant_id: str, cutoff: datetime) -> int:
+        """One transaction: up to retention_batch_size of the oldest expired runs, with what hangs off them."""
+        async with transaction(self.sessions) as s:
+            stmt = (
+                select(Run.id, Run.automation_id)
+                .where(
+                    Run.tenant_id == tenant_id,
+                    Run.status.in_(_FINAL),
+                    Run.created_at < cutoff,
+                    or_(Run.stop_time.is_(None), Run.stop_time < cutoff),
+                )
+                .order_by(Run.created_at, Run.id)
+                .limit(self.settings.retention_batch_size)
+            )
+            rows = (await s.execute(stmt)).all()
+            if not rows:
+                return 0
+            run_ids = [r.id for r in rows]
+            automation_ids = sorted({r.automation_id for r in rows})
+            quiet = {"synchronize_session": False}
+            await s.execute(delete(RunLog).where(RunLog.run_id.in_(run_ids)).execution_options(**quiet))
+            await s.execute(delete(Artifact).where(Artifact.run_id.in_(run_ids)).execution_options(**quiet))
+            await s.execute(delete(Token).where(Token.run_id.in_(run_ids)).execution_options(**quiet))
+            await s.execute(
+                update(Automation)
+                .where(Automation.id.in_(automation_ids), Automation.last_run_id.in_(run_ids))
+                .values(last_run_id=None)
+                .execution_options(**quiet)
+            )
+            # status re-checked: a run is final forever, but the delete must never take one that is not
+            result = await s.execute(
+                delete(Run).where(Run.id.in_(run_ids), Run.status.in_(_FINAL)).execution_options(**quiet)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
