@@ -39,6 +39,7 @@ class Housekeeper:
         self.backend = backend
         self.retention = Retention(settings, sessions)
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def sweep_archives(self) -> dict[str, int]:
         """One pass over every tenant; returns files removed per tenant name."""
@@ -78,15 +79,23 @@ class Housekeeper:
             self._task = asyncio.create_task(self._loop(), name="housekeeping")
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.housekeeping_interval_seconds)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.settings.housekeeping_interval_seconds)
+            if self._stop.is_set():
+                return
             try:
                 await self.sweep()
             except Exception:  # the loop must outlive any one bad pass
                 log.exception("housekeeping pass failed")
 
     async def stop(self) -> None:
+        """End the loop between passes; a pass in progress (deleting in transactions) is never cut."""
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
