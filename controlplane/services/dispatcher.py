@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
+from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
 from controlplane.core.states import ErrorCode, RunStatus
 from controlplane.db.session import transaction
@@ -42,7 +43,10 @@ async def stop_gracefully(task: asyncio.Task[None], *, grace: float = 10.0) -> N
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
 SWEEP_SECONDS = 60.0
+SWEEP_RETRY_SECONDS = 5.0  # after a sandbox could not be removed (services/engine.py: sweep_due)
 CANDIDATES = 50  # queued runs of one tenant looked at per claim (FIFO), past saturated automations
 
 
@@ -63,6 +67,7 @@ class Dispatcher:
         self.replicas = replicas
         self._next_takeover = 0.0
         self._next_sweep = 0.0
+        self._next_sweep_retry = 0.0
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -97,14 +102,20 @@ class Dispatcher:
                 await asyncio.sleep(self.settings.dispatch_poll_seconds)
 
     async def _maintain(self) -> None:
-        """Every few seconds adopt the runs of dead replicas; every minute remove orphaned sandboxes."""
+        """Every few seconds adopt the runs of dead replicas; every minute (every few seconds after a removal
+        failed) remove orphaned sandboxes."""
         now = asyncio.get_running_loop().time()
         if self.replicas is not None and now >= self._next_takeover:
             self._next_takeover = now + self.settings.replica_dead_after_seconds / 2
             await self.engine.take_over(await self.replicas.alive())
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_SECONDS
-            await self.engine.sweep_orphans()
+        if now >= self._next_sweep or (self.engine.sweep_due and now >= self._next_sweep_retry):
+            self._next_sweep, self._next_sweep_retry = now + SWEEP_SECONDS, now + SWEEP_RETRY_SECONDS
+            self.engine.sweep_due = False
+            try:
+                await self.engine.sweep_orphans()
+            except BackendError as exc:  # the engine is down: retry soon, without a stack every pass
+                self.engine.sweep_due = True
+                log.warning("removing orphaned sandboxes failed, will retry: %s", exc)
 
     async def pump(self) -> list[str]:
         """Expire runs that waited too long, then claim and start queued runs while capacity lasts."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.backends import protocol as p
@@ -27,11 +27,12 @@ from controlplane.core.errors import BackendError, ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, TERMINAL, ErrorCode, RunStatus, transition
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, Run, utcnow
+from controlplane.db.tables import Artifact, Automation, Run, RunLog, utcnow
 from controlplane.services.capture import ArtifactCollector, StreamCapture
 from controlplane.services.sandbox_spec import PreparedRun, prepare_run
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
+from controlplane.store import usage as usage_store
 
 log = logging.getLogger("controlplane.engine")
 FLUSH_SECONDS = 0.25
@@ -57,6 +58,7 @@ class RunOutput:
         self.streams = {"stdout": StreamCapture(cap), "stderr": StreamCapture(cap)}
         self.seq = {"stdout": 0, "stderr": 0}
         self._unwritten: list[tuple[str, bytes]] = []
+        self._skip = {"stdout": 0, "stderr": 0}
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -64,7 +66,33 @@ class RunOutput:
     def start(self) -> None:
         self._task = asyncio.create_task(self._flusher())
 
+    async def resume(self) -> None:
+        """A re-attached sandbox replays its output from the start: skip the bytes an earlier supervisor
+        already stored and append after its chunks, so stored (and followed) logs hold each byte once."""
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(RunLog.stream, func.max(RunLog.seq), func.coalesce(func.sum(func.length(RunLog.data)), 0))
+                    .where(RunLog.run_id == self.run_id)
+                    .group_by(RunLog.stream)
+                )
+            ).all()
+        for stream, last_seq, stored in rows:
+            if stream in self.seq:
+                self.seq[stream] = int(last_seq) + 1
+                self._skip[stream] = int(stored)
+
     def add(self, stream: str, data: bytes) -> None:
+        skip = self._skip[stream]
+        if skip:  # stored before a restart: counted as the stream's head, not stored again
+            n = min(skip, len(data))
+            self._skip[stream] -= n
+            cap = self.streams[stream]
+            cap.total += n
+            cap.head_len += n
+            data = data[n:]
+            if not data:
+                return
         self.streams[stream].add(data)
         metrics.OUTPUT_BYTES.labels(stream).inc(len(data))
 
@@ -192,6 +220,7 @@ class RunEngine:
         self._events: dict[str, asyncio.Event] = {}
         self._stop_reasons: dict[str, str] = {}
         self._closing = False
+        self.sweep_due = False  # a sandbox could not be removed (engine down?): sweep again soon, not in a minute
 
     # --- public -------------------------------------------------------------------------------------
 
@@ -426,6 +455,11 @@ class RunEngine:
         release: Execution | None = None  # a collected sandbox, removed once its outcome is recorded
         output = RunOutput(self.sessions, spec.run_id, self.settings.log_max_bytes)
         artifacts = ArtifactCollector(spec.outputs_max_files, spec.outputs_max_bytes)
+        if attach is not None:
+            try:
+                await output.resume()
+            except Exception:  # storing a line twice beats losing the run
+                log.warning("run %s: reading its stored logs failed", spec.run_id, exc_info=True)
         output.start()
         t0 = loop.time()
         # The deadline counts from the sandbox's launch (queue time excluded); a resumed run keeps its own.
@@ -507,6 +541,7 @@ class RunEngine:
                 metrics.BACKEND_ERRORS.labels("stop").inc()
                 log.warning("run %s: stop failed (attempt %d)", handle.run_id, attempt + 1, exc_info=True)
                 await asyncio.sleep(0.5 * (attempt + 1))
+        self.sweep_due = True
 
     # --- storage ------------------------------------------------------------------------------------
 
@@ -599,6 +634,20 @@ class RunEngine:
             await tenant_store.revoke_run_tokens(s, run_id)
             duration = (now - start).total_seconds() if start else None
             await _mirror_last_run(s, run, status, finished_at=now, duration=duration)
+            automation = await s.get(Automation, run.automation_id)
+            await usage_store.record_run(  # daily aggregates: they outlive the run (retention)
+                s,
+                day=usage_store.day_of(now),
+                tenant_id=run.tenant_id,
+                automation_id=run.automation_id,
+                automation_name=automation.name if automation is not None else run.title,
+                owner_id=(automation.owner_id if automation is not None else run.owner_id) or "",
+                context=run.context,
+                status=status.value,
+                duration_seconds=duration or 0.0,
+                rx_bytes=usage.net_rx_bytes if usage is not None else 0,
+                tx_bytes=usage.net_tx_bytes if usage is not None else 0,
+            )
             tenant = await tenant_store.get_tenant(s, run.tenant_id)
             tenant_name = tenant.name if tenant is not None else run.tenant_id
         waiter = self._events.get(run_id)

@@ -60,3 +60,21 @@ async def test_launch_failures_are_recorded_not_lost(
     assert row is not None and row.status == "failed", row and row.errors
     assert row.errors[0]["code"] == code and row.stop_time is not None
     assert await platform.backend.list_sandboxes() == []
+
+
+async def test_every_final_run_is_added_to_the_daily_usage(make_platform: PlatformFactory, database_url: str) -> None:
+    from controlplane.store import usage as usage_store
+
+    platform = await make_platform(database_url)
+    aid = await _automation(platform, {"stdout": "x", "exitCode": 0})
+    admin = await platform.bootstrap_principal()
+    for context in (RunContext.API_SYNC, RunContext.API_SYNC, RunContext.SCHEDULED):
+        run = await platform.runs.submit(admin, aid, context=context)
+        assert await platform.engine.wait(run.id, 30)
+    async with platform.sessions() as s:
+        rows = await usage_store.query(
+            s, admin.tenant_id, names=set(), date_from=None, date_to=None, by_automation=True
+        )
+    values = {r["name"]: r["value"] for r in rows}
+    assert values["runs"] == 3 and values["scheduledRuns"] == 1 and values["webhookRuns"] == 0
+    assert rows[0]["automation"]["guid"] == aid and rows[0]["automation"]["name"] == "a"
