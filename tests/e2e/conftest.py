@@ -30,6 +30,8 @@ import docker
 import httpx
 import pytest
 import sqlalchemy
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
 from controlplane.backends.docker_network import NetworkManager
 from controlplane.backends.docker_volumes import TenantVolumes
@@ -80,22 +82,54 @@ def docker_names(prefix: str) -> list[str]:
 class Server:
     """One control plane process (restartable on the same data directory) plus the helpers tests use."""
 
-    def __init__(self, workdir: Path, *, database: str = "sqlite") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        database: str = "sqlite",
+        env: dict[str, str] | None = None,
+        share: Server | None = None,
+        database_port: int | None = None,
+    ) -> None:
+        """``env``: extra CP_* settings. ``share``: another replica of that server's control plane (same
+        database, token, container prefix, networks and data directory - replicas on one engine share
+        the tenants' ARCHIVE images there; its own port and log; the owner cleans up). ``database_port``:
+        the server reaches its PostgreSQL through this loopback port (a proxy the test controls) while
+        the fixture's own clean-up still connects directly."""
         tag = secrets.token_hex(3)
         self.workdir = workdir
-        self.data_dir = workdir / "data"
+        self.data_dir = share.data_dir if share is not None else workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "server.log"
         self.port = free_port()
-        self.token = "cpe2e_" + secrets.token_hex(16)
-        self.prefix = f"cpe2e-{tag}-"
+        self.owner = share is None
         self.pg_name: str | None = None
-        if database == "postgres":
-            self.pg_name = f"cpe2e_{tag}"
-            self.database_url = fresh_database(postgres_url(), self.pg_name)
+        if share is not None:
+            self.token, self.prefix, self.database_url = share.token, share.prefix, share.database_url
+            shared = ("CP_API_NETWORK", "CP_EGRESS_NETWORK", "CP_API_NETWORK_SUBNET", "CP_EGRESS_NETWORK_SUBNET")
+            networks = {k: share.settings_env[k] for k in shared}
         else:
-            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'controlplane.db'}"
-        api_subnet, egress_subnet = free_subnets(2)
+            self.token = "cpe2e_" + secrets.token_hex(16)
+            self.prefix = f"cpe2e-{tag}-"
+            if database == "postgres":
+                self.pg_name = f"cpe2e_{tag}"
+                self.database_url = fresh_database(postgres_url(), self.pg_name)
+            else:
+                self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'controlplane.db'}"
+            api_subnet, egress_subnet = free_subnets(2)
+            networks = {
+                "CP_API_NETWORK": f"cpe2e-api-{tag}",
+                "CP_EGRESS_NETWORK": f"cpe2e-eg-{tag}",
+                "CP_API_NETWORK_SUBNET": api_subnet,
+                "CP_EGRESS_NETWORK_SUBNET": egress_subnet,
+            }
+        served_url = self.database_url
+        if database_port is not None:
+            served_url = (
+                make_url(self.database_url)
+                .set(host="127.0.0.1", port=database_port)
+                .render_as_string(hide_password=False)
+            )
         self.canaries = {
             "CP_TEST_CANARY": "canary-cp-" + secrets.token_hex(12),
             "HOST_SECRET_CANARY": "canary-host-" + secrets.token_hex(12),
@@ -104,15 +138,13 @@ class Server:
             "CP_HOST": "127.0.0.1",
             "CP_PORT": str(self.port),
             "CP_DATA_DIR": str(self.data_dir),
-            "CP_DATABASE_URL": self.database_url,
+            "CP_DATABASE_URL": served_url,
             "CP_AUTOMATIONS_DIR": str(ROOT / "automations"),
             "CP_BOOTSTRAP_TOKEN": self.token,
             "CP_CONTAINER_PREFIX": self.prefix,
-            "CP_API_NETWORK": f"cpe2e-api-{tag}",
-            "CP_EGRESS_NETWORK": f"cpe2e-eg-{tag}",
-            "CP_API_NETWORK_SUBNET": api_subnet,
-            "CP_EGRESS_NETWORK_SUBNET": egress_subnet,
+            **networks,
             "CP_LOG_LEVEL": "info",
+            **(env or {}),
         }
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("CP_")}
         self.env = {**inherited, **self.settings_env, **self.canaries}
@@ -163,6 +195,24 @@ class Server:
                 time.sleep(0.2)
         pytest.fail(f"GET /readyz did not answer 200 within {timeout:.0f}s (last: {last}):\n{self.log_text()}")
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, no clean-up; reaped at once so its pid is really gone."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples called ``name`` in GET /metrics (those carrying ``labels``)."""
+        r = httpx.get(f"{self.url}/metrics", timeout=10)
+        assert r.status_code == 200, r.text
+        total = 0.0
+        for family in text_string_to_metric_families(r.text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """Ctrl-C: SIGINT, then wait. Returns the exit code; fails (after a SIGKILL) when it hangs."""
         proc = self.proc
@@ -209,6 +259,10 @@ class Server:
         except BaseException as exc:
             problems.append(f"stopping the server failed: {exc}")
         self.client.close()
+        if not self.owner:  # a replica sharing another server's database, prefix and networks
+            if problems:
+                pytest.fail("\n".join(problems))
+            return
         left = docker_names(self.prefix)
         if left:
             problems.append(f"containers left behind after the server stopped: {left}")
@@ -337,8 +391,9 @@ class Server:
         return proc.stdout.strip().splitlines()[-1]
 
 
-def launch(workdir: Path, *, database: str = "sqlite") -> Server:
-    server = Server(workdir, database=database)
+def launch(workdir: Path, *, database: str = "sqlite", **options: Any) -> Server:
+    """A started server; ``options`` go to ``Server`` (env, share, database_port)."""
+    server = Server(workdir, database=database, **options)
     try:
         server.start()
     except BaseException:
@@ -371,14 +426,14 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     """Factory of extra servers for one test (same code as ``server``); all destroyed afterwards."""
     made: list[Server] = []
 
-    def factory(*, database: str = "sqlite") -> Server:
-        srv = launch(tmp_path / f"server{len(made)}", database=database)
+    def factory(*, database: str = "sqlite", **options: Any) -> Server:
+        srv = launch(tmp_path / f"server{len(made)}", database=database, **options)
         made.append(srv)
         return srv
 
     yield factory
     errors = []
-    for srv in made:
+    for srv in sorted(made, key=lambda s: s.owner):  # replicas first: owners drop what they share
         try:
             srv.destroy()
         except BaseException as exc:

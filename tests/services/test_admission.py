@@ -176,6 +176,10 @@ async def test_a_run_that_waits_too_long_ends_not_started(make_platform: Platfor
     admin = await platform.bootstrap_principal()
     aid = await automation(platform, admin, "blocker", sleep=30)
     blocker = await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
+    # the blocker holds the only slot before the second run queues: backdating the second run must not
+    # make it older than the blocker while both are still queued (the dispatcher loop would take it first)
+    while (await statuses(platform, [blocker.id]))[0] != "running":
+        await asyncio.sleep(0.02)
     waiting = await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
     async with platform.sessions() as s, s.begin():
         await s.execute(update(Run).where(Run.id == waiting.id).values(created_at=utcnow() - timedelta(seconds=5)))
