@@ -98,6 +98,7 @@ class Server:
         the fixture's own clean-up still connects directly."""
         tag = secrets.token_hex(3)
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = share.data_dir if share is not None else workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "server.log"
