@@ -57,8 +57,9 @@ test: lint image ## the whole suite, on the real Docker engine and a real Postgr
 		echo "CP_TEST_DATABASE_URL=$$url"; \
 		CP_TEST_DATABASE_URL="$$url" $(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: venv image ## synchronous-run overhead benchmark
+bench: venv image ## benchmarks: synchronous-run overhead; throughput, burst and deadline overshoot
 	$(BIN)/python tests/bench/sync_overhead.py
+	$(BIN)/python tests/bench/throughput.py
 
 docs: venv ## regenerate the README's configuration table from the Settings class
 	$(BIN)/python -c 'import re,subprocess; t=subprocess.run(["$(BIN)/controlplane","config-table"],capture_output=True,text=True,check=True).stdout; p="README.md"; s=open(p).read(); a,b="<!-- config-table:start -->\n","<!-- config-table:end -->"; i=s.index(a)+len(a); open(p,"w").write(s[:i]+t+s[s.index(b):])'
