@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -23,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker
 import httpx
+from benchlib import remove_containers, remove_tenant_volumes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "print('hello from the sandbox')"
@@ -81,6 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="cp-bench-"))
+    prefix = f"cpbench-{secrets.token_hex(3)}-"
     env = {
         **os.environ,
         "CP_PORT": str(port),
@@ -88,6 +92,7 @@ def main() -> int:
         "CP_DATABASE_URL": f"sqlite+aiosqlite:///{data}/bench.db",
         "CP_AUTOMATIONS_DIR": str(data / "none"),
         "CP_BOOTSTRAP_TOKEN": TOKEN,
+        "CP_CONTAINER_PREFIX": prefix,
         "CP_LOG_LEVEL": "warning",
     }
     server = subprocess.Popen([str(ROOT / ".venv/bin/controlplane"), "serve"], env=env, cwd=data)
@@ -131,6 +136,12 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        engine = docker.from_env()
+        try:
+            remove_containers(engine, prefix)
+            remove_tenant_volumes(engine, data=data, database=data / "bench.db", prefix=prefix)
+        finally:
+            engine.close()
         if not args.keep:
             subprocess.run(["rm", "-rf", str(data)], check=False)
 

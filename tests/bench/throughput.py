@@ -35,7 +35,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from typing import Any
 
 import docker
 import httpx
+from benchlib import remove_containers, remove_tenant_volumes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "print('hi')"
@@ -193,34 +193,11 @@ class Bench:
         return proc.returncode
 
     def cleanup(self) -> None:
-        left = [
-            c
-            for c in self.docker.api.containers(all=True, filters={"name": self.prefix})
-            if any(str(n).lstrip("/").startswith(self.prefix) for n in c.get("Names") or [])
-        ]
-        for c in left:
-            self.docker.api.remove_container(c["Id"], force=True)
+        left = remove_containers(self.docker, self.prefix)
         if left:
-            print(f"removed {len(left)} containers left with prefix {self.prefix}", file=sys.stderr)
-        self.remove_tenant_volumes()
+            print(f"removed {left} containers left with prefix {self.prefix}", file=sys.stderr)
+        remove_tenant_volumes(self.docker, data=self.data, database=self.data / "bench.db", prefix=self.run_prefix)
         self.docker.close()
-
-    def remove_tenant_volumes(self) -> None:
-        """The server gives each tenant FILES/ARCHIVE volumes (ARCHIVE on a loop device): remove them."""
-        db = self.data / "bench.db"
-        if not db.exists():
-            return
-        from controlplane.backends.docker_volumes import TenantVolumes
-        from controlplane.core.settings import Settings
-
-        with sqlite3.connect(db) as conn:
-            tenants = [str(row[0]) for row in conn.execute("SELECT id FROM tenants")]
-        volumes = TenantVolumes(self.docker, Settings(data_dir=self.data, container_prefix=self.run_prefix))
-        for tenant_id in tenants:
-            try:
-                volumes.remove(tenant_id)
-            except Exception as exc:
-                print(f"removing the volumes of tenant {tenant_id} failed: {exc}", file=sys.stderr)
 
     def automation(self, http: httpx.Client, name: str, code: str, **extra: Any) -> str:
         cap = max(self.args.in_flight, self.args.burst, DEADLINE_PARALLEL)
