@@ -394,6 +394,36 @@ def _check(resp: httpx.Response) -> httpx.Response:
     return resp
 
 
+@main.group("secrets")
+def secrets_group() -> None:
+    """Tenant secrets (the keys are CP_SECRETS_KEYS)."""
+
+
+@secrets_group.command("re-encrypt")
+def secrets_re_encrypt() -> None:
+    """Store every tenant's secrets under the first key of CP_SECRETS_KEYS (after putting a new key first)."""
+    from controlplane.core.errors import ControlPlaneError
+    from controlplane.db.session import create_engine, session_factory
+    from controlplane.services.secrets import SecretService, keyring
+
+    settings = Settings()
+    _setup_logging("warning")
+    upgrade(settings.database_url)
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            return await SecretService(settings, session_factory(engine)).re_encrypt()
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(go())
+    except ControlPlaneError as exc:
+        raise click.ClickException(exc.detail or exc.title) from None
+    click.echo(f"{count} secret(s) re-encrypted; all are under key {keyring(settings).current_id}")
+
+
 @main.command("config-table")
 def config_table_cmd() -> None:
     """Print the configuration table (Markdown) the README embeds."""

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -24,7 +24,10 @@ from starlette.routing import Match, replace_params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controlplane import __version__
-from controlplane.api.routes import automations, health, runs, tokens
+from controlplane.api.deps import automation_in_view
+from controlplane.api.dialects import core000 as core000_dialect
+from controlplane.api.dialects import scripting as scripting_dialect
+from controlplane.api.routes import automations, health, run_responses, runs, spaces, tokens, usage, variables
 from controlplane.core import metrics
 from controlplane.core.errors import ControlPlaneError, HeadersTooLarge, PayloadTooLarge, StorageUnavailable
 from controlplane.core.settings import Settings
@@ -92,6 +95,10 @@ class RequestContext:
                 existing = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in existing):
                     existing.append((b"x-request-id", request_id.encode()))
+                # X-RateLimit-* of the user's tier, set by api.deps.get_principal (a 429 carries its own)
+                limits = scope["state"].get("rate_limit_headers") or {}
+                present = {k.lower() for k, _ in existing}
+                existing += [(k.encode(), v.encode()) for k, v in limits.items() if k.lower().encode() not in present]
                 message["headers"] = existing
             await send(message)
 
@@ -265,6 +272,16 @@ def create_app(
     install_error_handlers(app)
     for prefix in NATIVE_PREFIXES:
         tag = "workflows" if "workflows" in prefix else "v1"
+        app.include_router(  # before automations: GET /usage is not GET /{id}
+            usage.router,
+            prefix=prefix,
+            generate_unique_id_function=lambda r, t=tag: f"{t}_{r.name}",  # type: ignore[misc]
+        )
+        app.include_router(  # signed export/debug links: no bearer token, so no automation_in_view
+            runs.signed_router,
+            prefix=prefix,
+            generate_unique_id_function=lambda r, t=tag: f"{t}_{r.name}",  # type: ignore[misc]
+        )
         app.include_router(
             automations.router,
             prefix=prefix,
@@ -273,10 +290,22 @@ def create_app(
         app.include_router(
             runs.router,
             prefix=prefix,
+            dependencies=[Depends(automation_in_view)],  # runs are seen by whoever sees their automation
+            generate_unique_id_function=lambda r, t=tag: f"{t}_{r.name}",  # type: ignore[misc]
+        )
+        app.include_router(
+            run_responses.router,
+            prefix=prefix,
+            dependencies=[Depends(automation_in_view)],
             generate_unique_id_function=lambda r, t=tag: f"{t}_{r.name}",  # type: ignore[misc]
         )
     app.include_router(tokens.router, prefix="/api/v1/tokens")
+    app.include_router(spaces.router, prefix="/api/v1/spaces")
     app.include_router(health.router)
+    app.include_router(scripting_dialect.router, prefix="/scripting")  # seed 002
+    app.include_router(core000_dialect.router, prefix=core000_dialect.PREFIX)  # seed 000
+    app.include_router(variables.variables_router, prefix="/api/v1/variables")
+    app.include_router(variables.secrets_router, prefix="/api/v1/secrets")
     _declare_extra_schemas(app)
     wrapped: Any = RequestContext
     app.add_middleware(wrapped, settings=settings)

@@ -1,4 +1,4 @@
-"""Request dependencies: the platform, the authenticated principal, paging helpers."""
+"""Request dependencies: the platform, the authenticated principal (rate-limited per user), paging helpers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from controlplane.core.auth import Principal
+from controlplane.core.auth import Permission, Principal
 from controlplane.core.schemas import Href, Links
-from controlplane.services import tenancy
+from controlplane.services import tenancy, usage
 from controlplane.services.platform import Platform
 from controlplane.store.query import PageResult
 
@@ -22,12 +22,34 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def get_principal(request: Request, platform: PlatformDep) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)  # automation_in_view ran first
+    if cached is not None:
+        return cached
     principal = await tenancy.authenticate(platform.sessions, request.headers.get("authorization"))
+    if principal.run_id is not None:  # a run calling back with its own token: metrics.totalApiCalls
+        await usage.count_api_call(platform.sessions, principal.run_id)
+    # per-user tiers (429 past them); main.py's middleware puts the X-RateLimit-* headers on the response
+    decision = await platform.ratelimiter.check(principal.user_id, request.method)
+    if decision is not None:
+        request.state.rate_limit_headers = decision.headers()
     request.state.principal = principal
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def automation_in_view(request: Request, platform: PlatformDep) -> None:
+    """Router dependency of the runs routes: an automation's runs (logs, artifacts, ...) are seen by whoever
+    sees the automation (services/spaces.py): 404 for one the caller may not see, 403 when their space role
+    does not allow the method (GET/HEAD: read; others: run). Requests without an Authorization header are
+    left to the route (its own 401, or a signed link's check)."""
+    automation_id = request.path_params.get("id")
+    if not automation_id or not request.headers.get("authorization"):
+        return
+    principal = await get_principal(request, platform)
+    need = Permission.READ if request.method in ("GET", "HEAD") else Permission.RUN
+    await platform.automations.spaces.require_automation(principal, automation_id, need)
 
 
 def base_url(request: Request) -> str:

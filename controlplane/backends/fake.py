@@ -2,14 +2,15 @@
 
 A launched spec's behaviour is scripted by a ``fake.json`` among its files::
 
-    {"stdout": "...", "stderr": "...", "exitCode": 0, "sleep": 0.0, "oom": false,
-     "artifacts": {"path": "text"}, "launchError": "unavailable" | "failed" | "image"}
+    {"stdout": "...", "stderr": "...", "exitCode": 0, "sleep": 0.0, "oom": false, "stopSeconds": 0.0,
+     "artifacts": {"path": "text"}, "launchError": "unavailable" | "failed" | "image",
+     "response": {"status": "201", "contentType": "text/csv", "body": "text", "error": null}}
 
 The execution yields Started at once, then after ``sleep`` seconds the rest of those frames (through the
-real wire encoding and
-``FrameParser``, so the services layer sees exactly what a runner would send) and ends with an Exited
-frame; ``oom`` makes it exit 137 with oomKilled. Without ``fake.json``: exit 0 and stdout "ok\\n".
-``stop()`` ends the frames at once without an Exited frame and ``finish()`` reports 137, as a kill would.
+real wire encoding and ``FrameParser``, so the services layer sees exactly what a runner would send) and
+ends with an Exited frame; ``oom`` makes it exit 137 with oomKilled. Without ``fake.json``: exit 0 and
+stdout "ok\\n". ``stop()`` ends the frames (after ``stopSeconds``: a container slow to die) without an
+Exited frame and ``finish()`` reports 137, as a kill would.
 Everything launched stays inspectable in ``launched`` for assertions.
 """
 
@@ -61,6 +62,13 @@ def _wire(script: dict[str, Any]) -> bytes:
         data = str(script.get(key, "ok\n" if key == "stdout" else "")).encode()
         for i in range(0, len(data), 8192):
             out += encode_frame(tag, data[i : i + 8192])
+    answer = script.get("response")
+    if isinstance(answer, dict):  # the script's own HTTP answer: runner.py's r frame, then its body
+        body = str(answer.get("body", "")).encode()
+        head = {k: answer.get(k) for k in ("status", "contentType", "error")}
+        out += encode_frame("r", json.dumps({**head, "size": len(body)}).encode())
+        for i in range(0, len(body), 8192):
+            out += encode_frame("d", body[i : i + 8192])
     for path, text in (script.get("artifacts") or {}).items():
         data = str(text).encode()
         out += encode_frame("f", json.dumps({"path": path, "size": len(data)}).encode())
@@ -139,6 +147,9 @@ class FakeBackend(Backend):
 
     async def stop(self, handle: RunHandle) -> None:
         self.stopped.append(handle.run_id)
+        box = self.sandboxes.get(handle.run_id)
+        if box is not None and box.script.get("stopSeconds"):
+            await asyncio.sleep(float(box.script["stopSeconds"]))
         box = self.sandboxes.pop(handle.run_id, None)
         if box is not None:
             box.stopped.set()

@@ -19,6 +19,9 @@ Runner -> control plane, on the runner's stdout: ASCII lines ``<tag> <base64 pay
     f  artifact head  JSON {"path": "rel/path", "size": n}; followed by its ``d`` lines
     d  artifact data  raw chunk of the file opened by the last ``f``
     k  skipped        JSON [{"path": "...", "reason": "..."}] outputs that were not collected
+    r  response head  JSON {"status": str | null, "contentType": str | null, "size": n, "error": str | null}:
+                      what the script wrote into outputs/.response/ (its own HTTP answer, raw text as
+                      written); followed by ``size`` bytes of body in ``d`` lines. Sent before any ``f``.
     x  exit           JSON {"exitCode": n, "signal": n | null, "oomKilled": bool, "cpuSeconds": f,
                             "maxRssBytes": n}
 
@@ -69,6 +72,16 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class ResponseHead:
+    """The script's own HTTP answer as the runner found it (unvalidated text; see services/capture.py)."""
+
+    status: str | None
+    content_type: str | None
+    size: int
+    error: str | None
+
+
+@dataclass(frozen=True)
 class Exited:
     exit_code: int
     signal: int | None
@@ -77,7 +90,7 @@ class Exited:
     max_rss_bytes: int
 
 
-Frame = Started | Output | ArtifactHead | ArtifactData | Skipped | Exited
+Frame = Started | Output | ArtifactHead | ArtifactData | Skipped | ResponseHead | Exited
 
 
 def encode_bundle(
@@ -170,6 +183,13 @@ class FrameParser:
             return ArtifactHead(path, int(doc["size"]))
         if tag == b"k":
             return Skipped(tuple((str(e["path"])[:1024], str(e["reason"])[:200]) for e in doc[:1000]))
+        if tag == b"r":
+            return ResponseHead(
+                status=_text(doc.get("status"), 1024),
+                content_type=_text(doc.get("contentType"), 1024),
+                size=max(0, int(doc.get("size", 0))),
+                error=_text(doc.get("error"), 1024),
+            )
         if tag == b"x":
             sig = doc.get("signal")
             return Exited(
@@ -180,3 +200,7 @@ class FrameParser:
                 max_rss_bytes=int(doc.get("maxRssBytes", 0)),
             )
         raise ValueError(f"unknown frame tag {tag!r}")
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]

@@ -135,3 +135,57 @@ class SandboxImageMissing(LaunchFailed):
 class BackendNotInstalled(ControlPlaneError):
     code = "BACKEND_NOT_INSTALLED"
     title = "The selected backend's extra is not installed"
+
+
+# --- scripting dialect (seed 002): how a script execution ended, as that API's status codes ---------------
+
+
+class ScriptNotStarted(ControlPlaneError):
+    status_code = 500
+    code = "SCRIPT_NOT_STARTED"
+    title = "Could not start script"
+
+
+class ScriptNotScheduled(ControlPlaneError):
+    status_code = 500
+    code = "SCRIPT_NOT_SCHEDULED"
+    title = "The script could not be scheduled"
+
+
+class ScriptFailed(ControlPlaneError):
+    status_code = 502
+    code = "SCRIPT_FAILED"
+    title = "Could not fully execute script"
+
+
+class ScriptTimedOut(ControlPlaneError):
+    status_code = 504
+    code = "SCRIPT_TIMEOUT"
+    title = "The script was stopped because of a timeout"
+
+
+# --- rate limits and signed links (run export/debug) ------------------------------------------------------
+
+
+class RateLimited(ControlPlaneError):
+    """Over a user's requests-per-minute tier; the headers carry Retry-After and X-RateLimit-*."""
+
+    status_code = 429
+    code = "RATE_LIMITED"
+    title = "Too many requests"
+
+
+class LinkInvalid(ControlPlaneError):
+    """A signed URL whose signature does not match (forged, altered or extended) or is missing."""
+
+    status_code = 403
+    code = "INVALID_SIGNATURE"
+    title = "The link is not valid"
+
+
+class LinkExpired(ControlPlaneError):
+    """A signed URL past its expiry: ask for a new one."""
+
+    status_code = 410
+    code = "LINK_EXPIRED"
+    title = "The link has expired"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -132,7 +132,10 @@ class AutomationPublic(Wire):
     duration: int | None = Field(None, description="Duration of the last run in seconds.")
     max_concurrent_runs: int
     schedules: list[SchedulePublic] = Field(default_factory=list)
-    execution_token: str
+    execution_token: str | None = Field(
+        None,
+        description="Authorizes POST .../{id}/actions/execute (webhook runs); shown only to users who may run it.",
+    )
     workspace: dict[str, Any] = Field(default_factory=dict)
     snippet_ids: list[str] = Field(default_factory=list)
     endpoint_ids: list[str] = Field(default_factory=list)
@@ -146,6 +149,71 @@ class AutomationPublic(Wire):
     resources: ResourcesPublic
     network: NetworkMode
     version: int
+
+
+# --- automation actions and spaces (issue 4) -------------------------------------------------------
+
+SpaceRole = Literal["viewer", "operator", "editor"]
+
+
+class AutomationCopy(Wire):
+    name: str = Field(min_length=1, max_length=NAME_MAX, description="Name of the new automation.")
+
+
+class OwnerChange(Wire):
+    user_id: str = Field(min_length=1, max_length=64, description="The unique identifier of the new owner.")
+
+
+class SpaceChange(Wire):
+    space_id: str = Field(min_length=1, max_length=64, description="The unique identifier of the new space.")
+
+
+class ExecutionTokenPublic(Wire):
+    execution_token: str
+
+
+class WebhookRun(Wire):
+    """What POST .../actions/execute answers (201): the queued run, without its output."""
+
+    id: str
+    automation_id: str
+    status: RunStatus
+    context: str
+    created_at: datetime
+
+
+class SpaceCreate(Wire):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str = Field("", max_length=64 * 1024)
+
+
+class SpaceUpdate(Wire):
+    """PUT: ``name`` is required; a description left out keeps its value."""
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str | None = Field(None, max_length=64 * 1024)
+
+
+class SpacePublic(Wire):
+    id: str
+    name: str
+    description: str
+    is_default: bool = Field(description="The tenant's default space: every user of the tenant belongs to it.")
+    owner_id: str
+    role: SpaceRole | None = Field(None, description="The caller's role in the space (none: not a member).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SpaceMemberPut(Wire):
+    role: SpaceRole = "editor"
+
+
+class SpaceMemberPublic(Wire):
+    user_id: str
+    user_name: str
+    role: SpaceRole
+    created_at: datetime
 
 
 # --- runs -------------------------------------------------------------------------------------------
@@ -285,3 +353,104 @@ class TokenCreated(Wire):
     user_id: str
     role: str
     tenant_id: str
+
+
+# --- scripting dialect (seed 002) -------------------------------------------------------------------
+
+
+class ScriptLogEntry(Wire):
+    execution_id: str = Field(description="The run's id.")
+    script_id: str = Field(description="The automation's id.")
+    execution_date: str = Field(description="When it started (else was created), UTC: 2022-11-11T07:09:35Z.")
+    status_code: int = Field(description="What /scripting/script/{scriptId}/run answered (or would have).")
+
+
+class ScriptLogPage(Wire):
+    filtered_logs: list[ScriptLogEntry]
+    more_elements: bool
+
+
+# --- tenant variables and secrets -------------------------------------------------------------------
+
+
+class VariablePut(Wire):
+    value: str = Field(description="The value (a secret's is never returned once written).")
+
+
+class VariablePublic(Wire):
+    name: str = Field(description="Without the sandbox prefix; runs see it as JETQUERY_<name>.")
+    value: str
+    version: int = Field(description="Writes of this name so far (1 when created).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretPublic(Wire):
+    name: str = Field(description="Without the sandbox prefix; runs see it as JETQUERY_<name>.")
+    version: int = Field(description="Writes of this name so far: a PUT again rotates it.")
+    key_id: str = Field(description="Fingerprint of the encryption key it is stored under.")
+    masked: bool = Field(description="Whether run output masks it (values of 4 bytes or more).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class VariableList(Wire):
+    data: list[VariablePublic]
+
+
+class SecretList(Wire):
+    data: list[SecretPublic]
+
+
+class ReEncrypted(Wire):
+    re_encrypted: int = Field(description="Secrets now stored under the current (first) key.")
+    key_id: str = Field(description="Fingerprint of the current key.")
+
+
+# --- run export and debug, usage (seed 004) ----------------------------------------------------------
+
+
+class ExportLink(Wire):
+    url: str = Field(description="Signed, time-limited URL (no bearer token needed) of the run's zip archive.")
+
+
+class TimelineEntry(Wire):
+    event: str = Field(description="created, queued, claimed, started, stopping or ended.")
+    status: RunStatus
+    at: datetime
+    replica: str | None = Field(None, description="The control-plane replica that claimed the run.")
+
+
+class RunPhases(Wire):
+    queued_seconds: float | None = None
+    starting_seconds: float | None = None
+    running_seconds: float | None = None
+    total_seconds: float | None = None
+
+
+class RunDebugRecord(Wire):
+    """What the debug URL serves (and run.json in an export): the run, its automation and its timeline."""
+
+    run: RunPublic
+    automation: dict[str, Any]
+    timeline: list[TimelineEntry]
+    phases: RunPhases
+    files: list[dict[str, Any]] = Field(default_factory=list, description="In an export: the archive's files.")
+
+
+class UsageAutomation(Wire):
+    guid: str
+    name: str
+    owner_id: str
+
+
+class UsageEntry(Wire):
+    date: str
+    name: str
+    value: int
+    automation: UsageAutomation | None = None
+
+
+class UsagePublic(Wire):
+    data: list[UsageEntry]
+    links: Links = Field(default_factory=Links)

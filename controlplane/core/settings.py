@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -168,6 +168,51 @@ class Settings(BaseSettings):
     automations_dir: Path = _f(Path("./automations"), "automations", "Directory of A###-Name automations.")
     sync_automations_on_start: bool = _f(
         True, "automations", "Load automations_dir into the bootstrap tenant when the server starts."
+    )
+
+    # --- scripting (seed 002: a script's own HTTP response) ----------------------------------------------
+    script_response_max_bytes: int = _f(
+        10 * 1024 * 1024,
+        "scripting",
+        "Largest body a script may answer with in outputs/.response/body (a larger one is not used: the "
+        "caller gets 502); the stdout fallback is cut to it.",
+        ge=0,
+    )
+
+    # --- api: rate limits, signed links (run export and debug) ----------------------------------------
+    rate_limit_reads_per_minute: int = _f(
+        1000, "api", "Requests per user and minute with GET/HEAD (seed 004 tier 1); past it 429. 0 turns it off.", ge=0
+    )
+    rate_limit_writes_per_minute: int = _f(
+        100,
+        "api",
+        "Requests per user and minute with POST/PUT/PATCH/DELETE (seed 004 tier 2); past it 429. 0 turns it off.",
+        ge=0,
+    )
+    export_url_ttl_seconds: int = _f(
+        900, "api", "Life of the signed URLs that run export and debug hand out (no bearer token needed).", ge=1
+    )
+    signing_key: str | None = _f(
+        None,
+        "api",
+        "HMAC key signing export/debug URLs. When unset one is generated into DATA_DIR/signing-key (0600); "
+        "replicas that do not share DATA_DIR must all be given the same value.",
+        min_length=16,
+    )
+
+    # --- tenant variables and secrets; seed 000 tenant hosts ------------------------------------------
+    secrets_keys: SecretStr | None = _f(
+        None,
+        "secrets",
+        "Comma-separated Fernet keys for tenant secrets at rest: the first encrypts, all decrypt (rotation: "
+        "put a new key first, then 'controlplane secrets re-encrypt'). When unset one is generated into "
+        "DATA_DIR/secrets-key (0600); replicas that do not share DATA_DIR must all be given the same value.",
+    )
+    tenant_hosts: dict[str, str] = _f(
+        {},
+        "secrets",
+        'Host names that name a tenant, JSON {"app.example.com": "tenant"}: a token of another tenant sent '
+        "with such a Host header is refused (seed 000). A Host equal to a tenant's name names it too.",
     )
 
     @field_validator("sandbox_user")

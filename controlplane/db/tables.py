@@ -231,6 +231,8 @@ class Run(Base):
     stderr_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     errors: Mapped[list[Any]] = mapped_column(default=list)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # requests authenticated by this run's own token (seed 004 metrics.totalApiCalls); atomic += 1
+    api_calls: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     timeout_seconds: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -290,3 +292,107 @@ __all__ = [
     "new_id",
     "utcnow",
 ]
+
+
+# --- spaces (issue 4: native surface — spaces, automation actions) ------------------------------------
+
+
+class Space(Base):
+    """A space of a tenant: automations live in one; users see the automations of the spaces they belong to.
+
+    Every tenant has one default space (id derived from the tenant id, created on demand) whose members are
+    all of the tenant's users; other spaces list their members in ``space_members``.
+    """
+
+    __tablename__ = "spaces"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SpaceMember(Base):
+    """A user's membership of a (non-default) space; ``role`` (viewer, operator, editor) caps what they may do."""
+
+    __tablename__ = "space_members"
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16), default="editor")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- scripting dialect (seed 002): a script's own HTTP response ------------------------------------------
+
+
+class RunResponse(Base):
+    """The HTTP answer a script wrote into $JETQUERY_OUTPUTS/.response/ (status, content type, body), kept
+    with its run; no row when the script wrote none (its stdout is the answer then). ``error`` says why an
+    answer cannot be used (bad status or type, body over CP_SCRIPT_RESPONSE_MAX_BYTES)."""
+
+    __tablename__ = "run_responses"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    status_code: Mapped[int | None]
+    content_type: Mapped[str | None] = mapped_column(String(256))
+    body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- run timeline, rate limits (issue 4: run export/debug, usage, per-user rate limits) ----------------
+
+
+class RunEvent(Base):
+    """One status change of a run (queued -> starting -> running -> must stop -> final), recorded by the
+    store's compare-and-set; the debug record's timeline is built from these plus the run's own times."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    replica: Mapped[str | None] = mapped_column(String(128))
+
+
+class RateLimitWindow(Base):
+    """Requests one user made in one minute of one tier (reads, writes), shared by every replica.
+
+    ``minute`` is the minute's index since the epoch; rows older than the previous minute are purged."""
+
+    __tablename__ = "rate_limit_windows"
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)  # "<user id>:<tier>"
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --- tenant variables and secrets (issue 4: seed 000's JETQUERY_* values, seed 004's secrets) ----------
+
+
+class TenantVariable(Base):
+    """A tenant's plain variable or secret, given to every run of the tenant as ``<prefix><NAME>``.
+
+    A variable keeps its ``value`` in clear; a secret keeps only ``ciphertext`` (Fernet, see
+    services/secrets.py), ``key_id`` (the fingerprint of the key that encrypted it) and ``masked`` (whether
+    its value is long enough to be masked in run output). ``version`` counts the writes of the name (a PUT
+    again is a rotation)."""
+
+    __tablename__ = "tenant_variables"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    is_secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    value: Mapped[str | None] = mapped_column(Text)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    masked: Mapped[bool] = mapped_column(Boolean, default=False)  # long enough to be masked in run output
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,8 @@
 
 An automation's runnable part (runtime, files, entrypoint, args, env, timeout, resources, network) is
 frozen into a numbered version whenever it changes; runs execute a version, so editing an automation never
-changes what a queued run or a retry executes.
+changes what a queued run or a retry executes. Who sees and may change which automation is decided by
+services/spaces.py; the seed-004 actions beyond enable/disable live in services/automation_actions.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, NotFound, ValidationFailed
+from controlplane.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from controlplane.core.filters import parse_filter, parse_sort
 from controlplane.core.schemas import (
     AutomationBase,
@@ -31,6 +32,7 @@ from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
 from controlplane.services import limits, schedules
 from controlplane.services.sandbox_spec import reserved_names
+from controlplane.services.spaces import SpaceService, View
 from controlplane.store import automations as store
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
@@ -39,6 +41,11 @@ from controlplane.store.query import PageResult
 DEFAULT_ENTRY = {Runtime.PYTHON: "main.py", Runtime.SHELL: "main.sh"}
 DEFAULT_MAX_CONCURRENT = 10
 RUNNABLE = ("runtime", "entrypoint", "files", "args", "env", "timeoutSeconds", "resources", "network")
+
+
+def new_execution_token() -> str:
+    """64 URL-safe characters (384 random bits), like seed 004's example executionToken."""
+    return secrets.token_urlsafe(48)
 
 
 def check_path(path: str) -> None:
@@ -81,17 +88,24 @@ class AutomationService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.spaces = SpaceService(sessions)
 
     # --- queries ------------------------------------------------------------------------------------
 
-    async def load(self, s: AsyncSession, principal: Principal, automation_id: str) -> Automation:
-        row = await store.get(s, principal.tenant_id, automation_id)
-        if row is None:
-            raise NotFound(f"automation {automation_id} does not exist")
-        return row
+    async def load(
+        self,
+        s: AsyncSession,
+        principal: Principal,
+        automation_id: str,
+        permission: Permission = Permission.READ,
+        *,
+        lock: bool = False,
+    ) -> Automation:
+        """An automation the caller may act on with ``permission``: 404 when missing or not visible to them,
+        403 when visible but their roles do not allow it."""
+        return await self.spaces.automation(s, principal, automation_id, permission, lock=lock)
 
     async def get(self, principal: Principal, automation_id: str) -> AutomationPublic:
-        principal.require(Permission.READ)
         async with self.sessions() as s:
             row = await self.load(s, principal, automation_id)
             return (await self._public(s, principal, [row], include_files=True))[0]
@@ -104,13 +118,26 @@ class AutomationService:
         sort: str | None,
         limit: int,
         cursor: str | None,
+        list_all: bool = False,
     ) -> tuple[list[AutomationPublic], PageResult]:
+        """The automations the caller sees (their spaces, the default space, their own); ``list_all``:
+        every automation of the tenant, for admins only (403 otherwise, as seed 004 restricts it)."""
         principal.require(Permission.READ)
+        if list_all and not principal.can(Permission.ADMIN):
+            raise Forbidden("listAll is restricted to tenant admins")
         where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
         field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "-createdAt")
         async with self.sessions() as s:
+            view = await self.spaces.view(s, principal)
             page = await store.list_page(
-                s, principal.tenant_id, where=where, sort=field, descending=desc, limit=limit, cursor=cursor
+                s,
+                principal.tenant_id,
+                where=where,
+                sort=field,
+                descending=desc,
+                limit=limit,
+                cursor=cursor,
+                visible_to=None if list_all else (principal.user_id, view.visible_spaces()),
             )
             return await self._public(s, principal, page.rows, include_files=False), page
 
@@ -118,6 +145,7 @@ class AutomationService:
         self, s: AsyncSession, principal: Principal, rows: list[Automation], *, include_files: bool
     ) -> list[AutomationPublic]:
         scheds = await store.schedules_of(s, [r.id for r in rows])
+        view: View = await self.spaces.view(s, principal)
         tenant = await tenant_store.get_tenant(s, principal.tenant_id)
         tenant_settings = tenant.settings if tenant else {}
         out = []
@@ -132,7 +160,7 @@ class AutomationService:
                     state=AutomationState(row.state),
                     run_mode=RunMode(row.run_mode),
                     owner_id=row.owner_id,
-                    space_id=row.space_id,
+                    space_id=row.space_id or view.default_id,
                     created_at=row.created_at,
                     updated_at=row.updated_at,
                     last_run=run_summary(last) if last else None,
@@ -141,7 +169,8 @@ class AutomationService:
                     duration=duration_seconds(last),
                     max_concurrent_runs=row.max_concurrent_runs,
                     schedules=[_schedule_public(x) for x in scheds.get(row.id, [])],
-                    execution_token=row.execution_token,
+                    # the token lets anyone start runs: only those who may run the automation see it
+                    execution_token=row.execution_token if Permission.RUN in view.grants_on(row) else None,
                     workspace=row.workspace or {},
                     runtime=Runtime(row.runtime),
                     entrypoint=row.entrypoint,
@@ -170,7 +199,8 @@ class AutomationService:
                     tenant_id=principal.tenant_id,
                     name=body.name,
                     owner_id=principal.user_id,
-                    execution_token=secrets.token_urlsafe(48),
+                    space_id=await self.spaces.target(s, principal, body.space_id),
+                    execution_token=new_execution_token(),
                     source=source,
                     version=1,
                 )
@@ -185,16 +215,15 @@ class AutomationService:
         return await self.get(principal, automation_id)
 
     async def update(self, principal: Principal, automation_id: str, body: AutomationUpdate) -> AutomationPublic:
-        principal.require(Permission.WRITE)
         try:
             async with transaction(self.sessions) as s:
-                row = await store.get_for_update(s, principal.tenant_id, automation_id)
-                if row is None:
-                    raise NotFound(f"automation {automation_id} does not exist")
+                row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
                 if body.name != row.name and await store.get_by_name(s, principal.tenant_id, body.name):
                     raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN")
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
                 before_spec, before_all = spec_of(row), _snapshot(row)
+                if "space_id" in body.model_fields_set and body.space_id != row.space_id:
+                    row.space_id = await self.spaces.target(s, principal, body.space_id)
                 self._apply(row, body, body.model_fields_set, tenant.settings if tenant else {}, creating=False)
                 row.name = body.name
                 changed = _snapshot(row) != before_all
@@ -216,11 +245,8 @@ class AutomationService:
     async def set_state(self, principal: Principal, automation_id: str, state: AutomationState) -> None:
         """enable/disable (seed 004 actions): a disabled automation refuses runs and its schedules fire nothing;
         enabling it again does not fire the ticks it missed (their next run is computed from now)."""
-        principal.require(Permission.WRITE)
         async with transaction(self.sessions) as s:
-            row = await store.get_for_update(s, principal.tenant_id, automation_id)
-            if row is None:
-                raise NotFound(f"automation {automation_id} does not exist")
+            row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
             if row.state == state.value:
                 return
             row.state = state.value
@@ -258,9 +284,8 @@ class AutomationService:
         return {"maxConcurrentRunsPerAutomation": max_per_automation}
 
     async def delete(self, principal: Principal, automation_id: str) -> None:
-        principal.require(Permission.WRITE)
         async with transaction(self.sessions) as s:
-            row = await self.load(s, principal, automation_id)
+            row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
             active = await run_store.count_active_for_automation(s, row.id, [RunStatus.QUEUED, *ACTIVE])
             if active:
                 raise Conflict(f"the automation has {active} unfinished run(s); stop them first", code="RUNS_ACTIVE")
@@ -279,8 +304,6 @@ class AutomationService:
     ) -> None:
         if "description" in given:
             row.description = body.description
-        if "space_id" in given or creating:
-            row.space_id = body.space_id
         if "workspace" in given or creating:
             row.workspace = body.workspace
         if "runtime" in given or creating:

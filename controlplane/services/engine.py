@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,8 @@ from controlplane.core.errors import BackendError, ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, TERMINAL, ErrorCode, RunStatus, transition
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, Run, RunLog, utcnow
+from controlplane.db.tables import Artifact, Automation, Run, RunLog, RunResponse, utcnow
+from controlplane.services import masking
 from controlplane.services.capture import ArtifactCollector, StreamCapture
 from controlplane.services.sandbox_spec import PreparedRun, prepare_run
 from controlplane.store import runs as run_store
@@ -49,12 +50,18 @@ class RunOutput:
     """Both streams of one run, flushed to the database every FLUSH_SECONDS while it runs.
 
     A flush is never cancelled half-way (that would lose the bytes it took); a failed flush keeps its
-    chunks and the next one writes them first, so stored logs have no holes.
+    chunks and the next one writes them first, so stored logs have no holes. The tenant's ``secrets`` are
+    masked before anything is kept (services/masking.py), so neither stored nor followed logs show them.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], run_id: str, cap: int) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], run_id: str, cap: int, secrets: Sequence[str] = ()
+    ) -> None:
         self.sessions = sessions
         self.run_id = run_id
+        patterns = masking.patterns_for(secrets)
+        self.maskers = {"stdout": masking.Masker(patterns), "stderr": masking.Masker(patterns)}
+        self.mask_text = masking.Masker(patterns).mask_text
         self.streams = {"stdout": StreamCapture(cap), "stderr": StreamCapture(cap)}
         self.seq = {"stdout": 0, "stderr": 0}
         self._unwritten: list[tuple[str, bytes]] = []
@@ -83,6 +90,9 @@ class RunOutput:
                 self._skip[stream] = int(stored)
 
     def add(self, stream: str, data: bytes) -> None:
+        self._keep(stream, self.maskers[stream].feed(data))
+
+    def _keep(self, stream: str, data: bytes) -> None:
         skip = self._skip[stream]
         if skip:  # stored before a restart: counted as the stream's head, not stored again
             n = min(skip, len(data))
@@ -124,6 +134,8 @@ class RunOutput:
             self._unwritten = []
 
     async def close(self) -> None:
+        for stream, masker in self.maskers.items():  # what the maskers still held back
+            self._keep(stream, masker.finish())
         self._stop.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
@@ -453,8 +465,13 @@ class RunEngine:
         spec: RunSpec = prep.spec
         sup = Supervision()
         release: Execution | None = None  # a collected sandbox, removed once its outcome is recorded
-        output = RunOutput(self.sessions, spec.run_id, self.settings.log_max_bytes)
-        artifacts = ArtifactCollector(spec.outputs_max_files, spec.outputs_max_bytes)
+        output = RunOutput(self.sessions, spec.run_id, self.settings.log_max_bytes, prep.secrets)
+        artifacts = ArtifactCollector(
+            spec.outputs_max_files,
+            spec.outputs_max_bytes,
+            response_max_bytes=self.settings.script_response_max_bytes,
+            mask=output.mask_text,
+        )
         if attach is not None:
             try:
                 await output.resume()
@@ -485,6 +502,10 @@ class RunEngine:
                         artifacts.data(frame.data)
                     elif isinstance(frame, p.Skipped):
                         artifacts.skipped.extend(frame.entries)
+                    elif isinstance(frame, p.ResponseHead):  # the script's own HTTP answer (scripting dialect)
+                        artifacts.begin_response(
+                            status=frame.status, content_type=frame.content_type, size=frame.size, error=frame.error
+                        )
                     elif isinstance(frame, p.Started):
                         if sup.started_at is None:
                             sup.started_at = utcnow()
@@ -570,6 +591,7 @@ class RunEngine:
         timeout: int,
     ) -> None:
         stored: list[Artifact] = []
+        answer: RunResponse | None = None
         stdout_bytes = stderr_bytes = 0
         truncated = {"stdout": False, "stderr": False}
         if output is not None:
@@ -596,6 +618,19 @@ class RunEngine:
             if artifacts.skipped:
                 listed = ", ".join(f"{path} ({why})" for path, why in artifacts.skipped[:20])
                 sup.notes.append(err(ErrorCode.ARTIFACTS_SKIPPED, "Some outputs were not collected", listed))
+            response = artifacts.response  # the script's own HTTP answer (outputs/.response/), if it wrote one
+            if response is not None:
+                answer = RunResponse(
+                    run_id=run_id,
+                    tenant_id="",
+                    status_code=response.status_code,
+                    content_type=response.content_type,
+                    body=response.body,
+                    size=len(response.body),
+                    error=response.error,
+                )
+                if response.error:
+                    sup.notes.append(err("INVALID_RESPONSE", "The script's HTTP response was not used", response.error))
             artifacts.close()
         status, exit_code, errors = decide(sup, stderr_bytes=stderr_bytes, timeout=timeout)
         now = utcnow()
@@ -631,6 +666,9 @@ class RunEngine:
             for row in stored:
                 row.tenant_id = run.tenant_id
                 s.add(row)
+            if answer is not None:
+                answer.tenant_id = run.tenant_id
+                s.add(answer)
             await tenant_store.revoke_run_tokens(s, run_id)
             duration = (now - start).total_seconds() if start else None
             await _mirror_last_run(s, run, status, finished_at=now, duration=duration)

@@ -17,11 +17,13 @@ from controlplane.core.errors import ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import Role
 from controlplane.db.session import create_engine, session_factory
-from controlplane.services import catalog, tenancy
+from controlplane.services import catalog, secrets, tenancy
 from controlplane.services.automations import AutomationService
 from controlplane.services.dispatcher import Dispatcher
 from controlplane.services.engine import RunEngine
+from controlplane.services.exports import ExportService, load_signing_key
 from controlplane.services.housekeeping import Housekeeper
+from controlplane.services.ratelimit import RateLimiter
 from controlplane.services.replicas import Replicas, new_replica_id
 from controlplane.services.runs import RunService
 from controlplane.services.scheduler import Scheduler
@@ -43,6 +45,8 @@ class Platform:
     replicas: Replicas
     dispatcher: Dispatcher
     scheduler: Scheduler
+    exports: ExportService
+    ratelimiter: RateLimiter
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
 
@@ -72,7 +76,10 @@ class Platform:
             replicas=replicas,
             dispatcher=dispatcher,
             scheduler=Scheduler(settings, sessions, runs, replica_id=replicas.id),
+            exports=ExportService(settings, sessions, runs, key=load_signing_key(settings)),
+            ratelimiter=RateLimiter(settings, sessions),
         )
+        secrets.keyring(settings)  # a bad CP_SECRETS_KEYS fails the start; unset, the key file is made now
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
         platform.bootstrap_generated = generated

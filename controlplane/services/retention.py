@@ -4,10 +4,10 @@ A tenant's retention is its ``runRetentionDays`` setting, else CP_RUN_RETENTION_
 (queued, starting, running and must-stop runs stay however old), and only once both their creation and
 their end lie before the cut-off. Deletion is in batches of CP_RETENTION_BATCH_SIZE runs, one transaction
 each, so no pass holds locks for long; a tenant gets at most ``max_batches`` per pass and the next pass
-carries on. Each batch deletes the runs' log chunks, artifacts and run tokens explicitly before the runs
-(no reliance on cascades) and clears ``automations.last_run_id`` where it points at a deleted run (the
-automation's lastRunAt/lastRunStatus stay: they are history). ``usage_daily`` is never touched, so the
-usage API and metrics keep counting deleted runs.
+carries on. Each batch deletes the runs' log chunks, artifacts, responses, events and run tokens
+explicitly before the runs (no reliance on cascades) and clears ``automations.last_run_id`` where it
+points at a deleted run (the automation's lastRunAt/lastRunStatus stay: they are history).
+``usage_daily`` is never touched, so the usage API and metrics keep counting deleted runs.
 
 Sweeps are idempotent: two replicas sweeping at once delete each run once between them.
 """
@@ -27,7 +27,17 @@ from controlplane.core import metrics
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, Run, RunLog, Tenant, Token, utcnow
+from controlplane.db.tables import (
+    Artifact,
+    Automation,
+    Run,
+    RunEvent,
+    RunLog,
+    RunResponse,
+    Tenant,
+    Token,
+    utcnow,
+)
 
 log = logging.getLogger("controlplane.retention")
 
@@ -140,6 +150,8 @@ class Retention:
             quiet = {"synchronize_session": False}
             await s.execute(delete(RunLog).where(RunLog.run_id.in_(run_ids)).execution_options(**quiet))
             await s.execute(delete(Artifact).where(Artifact.run_id.in_(run_ids)).execution_options(**quiet))
+            for child in (RunResponse, RunEvent):
+                await s.execute(delete(child).where(child.run_id.in_(run_ids)).execution_options(**quiet))
             await s.execute(delete(Token).where(Token.run_id.in_(run_ids)).execution_options(**quiet))
             await s.execute(
                 update(Automation)

@@ -261,7 +261,7 @@ class RunService:
             error=run.errors or [],
             metrics=RunMetrics(
                 network=NetworkMetrics(rx_bytes=int(net.get("rxBytes", 0)), tx_bytes=int(net.get("txBytes", 0))),
-                total_api_calls=int(m.get("totalApiCalls", 0)),
+                total_api_calls=run.api_calls or 0,  # requests made with the run's own token
                 cpu_seconds=float(m.get("cpuSeconds", 0.0)),
                 memory_peak_bytes=int(m.get("memoryPeakBytes", 0)),
             ),

@@ -1,9 +1,16 @@
 """From a committed run row to the ``RunSpec`` a backend launches: claim, code version, env, limits.
 
-The run's environment is the automation's env, then the platform's variables under the sandbox prefix
-(``JETQUERY_`` by default, so seed-000 scripts run unchanged): TOKEN (a per-run token, revoked when the
-run ends), HOST, RUN_ID, AUTOMATION_ID, TENANT, FILES, ARCHIVE, INPUT_FILE, OUTPUTS and DSN when the
-tenant has one. Nothing of the control plane's own environment is passed on.
+The run's environment, later entries winning: the tenant's variables and secrets as ``<prefix><NAME>``
+(services/secrets.py), the automation's own env (more specific than the tenant's), then the platform's
+variables under the sandbox prefix (``JETQUERY_`` by default, so seed-000 scripts run unchanged): TOKEN (a
+per-run token, revoked when the run ends), HOST, RUN_ID, AUTOMATION_ID, TENANT, FILES, ARCHIVE, INPUT_FILE,
+OUTPUTS and DSN. Nothing of the control plane's own environment is passed on.
+
+DSN (seed 000: "if not provided, it is generated automatically"): the tenant's DSN variable or secret; else
+the DSN set with ``controlplane tenants configure --dsn``; else one built from the tenant's DSN_SERVER,
+DSN_DATABASE, DSN_UID and DSN_PWD (``SERVER=...;DATABASE=...;UID=...;PWD=...;Trusted_Connection=no;``,
+the script adds its DRIVER); else none. The tenant's secret values travel with the prepared run so the
+engine masks them in the run's output (also when a sandbox is re-attached after a restart).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, NetworkMode, Role, RunStatus, transition
 from controlplane.db.session import transaction
 from controlplane.db.tables import utcnow
-from controlplane.services import limits
+from controlplane.services import limits, secrets
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
@@ -44,6 +51,7 @@ class PreparedRun:
     sandbox_name: str
     deadline_at: datetime | None
     tenant_name: str
+    secrets: tuple[str, ...] = ()  # the tenant's secret values, masked in the run's output
 
 
 def reserved_names(settings: Settings) -> set[str]:
@@ -104,9 +112,12 @@ async def prepare_run(
             raise ControlPlaneError("the run's automation version no longer exists", code="AUTOMATION_GONE")
         spec: dict[str, Any] = version.spec
         network = NetworkMode(spec.get("network", "none"))
+        configured = await secrets.run_values(settings, s, run.tenant_id)
         env: dict[str, str] = {}
         if not attach:
-            env = dict(spec.get("env", {}))
+            prefix = settings.sandbox_env_prefix
+            env = {prefix + name: value for name, value in configured.env.items() if name not in RESERVED}
+            env.update(spec.get("env", {}))
             user_id = run.executed_by_id or automation.owner_id
             user = await tenant_store.get_user(s, run.tenant_id, user_id)
             role = run_token_role(user.role if user else Role.VIEWER.value)
@@ -119,9 +130,8 @@ async def prepare_run(
                 run_id=run_id,
                 expires_at=utcnow() + timedelta(seconds=run.timeout_seconds + settings.run_token_ttl_seconds),
             )
-            env.update(
-                _platform_env(settings, backend, network, run_id, automation.id, tenant.name, token, tenant.settings)
-            )
+            dsn = configured.env.get("DSN") or (tenant.settings or {}).get("dsn") or secrets.build_dsn(configured.env)
+            env.update(_platform_env(settings, backend, network, run_id, automation.id, tenant.name, token, dsn))
         files = {path: str(text).encode() for path, text in spec.get("files", {}).items()}
         run_spec = RunSpec(
             run_id=run.id,
@@ -147,6 +157,7 @@ async def prepare_run(
             sandbox_name=settings.container_prefix + run.id,
             deadline_at=run.deadline_at if attach else deadline,
             tenant_name=tenant.name,
+            secrets=configured.secrets,
         )
 
 
@@ -158,7 +169,7 @@ def _platform_env(
     automation_id: str,
     tenant_name: str,
     token: str,
-    tenant_settings: dict[str, Any] | None,
+    dsn: str | None,
 ) -> dict[str, str]:
     prefix = settings.sandbox_env_prefix
     host = backend.api_host_for_runs(network) or urlsplit(settings.base_url).netloc
@@ -174,7 +185,6 @@ def _platform_env(
     if settings.tenant_volumes:
         env["FILES"] = SANDBOX_FILES
         env["ARCHIVE"] = SANDBOX_ARCHIVE
-    dsn = (tenant_settings or {}).get("dsn")
     if dsn:
         env["DSN"] = str(dsn)
     return {prefix + k: v for k, v in env.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
@@ -46,6 +46,11 @@ async def get(session: AsyncSession, tenant_id: str, automation_id: str) -> Auto
     return row if row is not None and row.tenant_id == tenant_id else None
 
 
+async def get_any(session: AsyncSession, automation_id: str) -> Automation | None:
+    """By id alone, whatever the tenant (webhook runs: the execution token, not a bearer, names the tenant)."""
+    return await session.get(Automation, automation_id)
+
+
 async def get_for_update(session: AsyncSession, tenant_id: str, automation_id: str) -> Automation | None:
     stmt = select(Automation).where(Automation.id == automation_id, Automation.tenant_id == tenant_id)
     return (await session.execute(stmt.with_for_update())).scalar_one_or_none()
@@ -65,8 +70,18 @@ async def list_page(
     descending: bool,
     limit: int,
     cursor: str | None,
+    visible_to: tuple[str, set[str]] | None = None,
 ) -> PageResult:
     stmt = select(Automation).where(Automation.tenant_id == tenant_id)
+    if visible_to is not None:  # (user id, space ids): theirs, or in one of those spaces (no space: the default)
+        user_id, space_ids = visible_to
+        stmt = stmt.where(
+            or_(
+                Automation.owner_id == user_id,
+                Automation.space_id.in_(sorted(space_ids)),
+                Automation.space_id.is_(None),
+            )
+        )
     if where is not None:
         stmt = stmt.where(to_sql(where, FILTER_COLUMNS))
     attr = _ATTR.get(sort, sort)

@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.filters import Node
 from controlplane.core.states import RunStatus
-from controlplane.db.tables import Artifact, Run, RunLog, utcnow
+from controlplane.db.tables import Artifact, Run, RunEvent, RunLog, utcnow
 from controlplane.store.query import PageResult, paginate, to_sql
 
 _c = Run.__table__.c
@@ -81,7 +81,12 @@ async def set_fields(
         stmt = stmt.where(Run.status.in_([s.value for s in expect]))
     values.setdefault("updated_at", utcnow())
     result = await session.execute(stmt.values(**values))
-    return bool(getattr(result, "rowcount", 0))
+    changed = bool(getattr(result, "rowcount", 0))
+    if changed and "status" in values:  # the run's timeline (debug record): one event per status change
+        session.add(
+            RunEvent(run_id=run_id, status=values["status"], at=values["updated_at"], replica=values.get("claimed_by"))
+        )
+    return changed
 
 
 async def in_status(session: AsyncSession, statuses: Iterable[RunStatus]) -> list[Run]:

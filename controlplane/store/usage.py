@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.errors import ValidationFailed
 from controlplane.core.states import RunStatus
-from controlplane.db.tables import Automation, UsageDaily
+from controlplane.db.tables import Automation, Run, UsageDaily
 
 # seed-004 metric name -> column it reads, in the order rows are returned for one day
 METRICS: dict[str, str] = {
@@ -126,12 +126,15 @@ async def query(
     date_from: str | None,
     date_to: str | None,
     by_automation: bool,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Seed-004 usage rows of one tenant, dates inclusive, ordered by date (then automation, then metric).
 
     Without ``by_automation`` each day's metrics are totals over the tenant's automations; with it every
     row carries ``automation`` ({guid, name, ownerId}: the automation's current name and owner while it
-    exists, else the ones recorded with its last run).
+    exists, else the ones recorded with its last run). ``limit``/``offset`` page over the groups (days, or
+    day and automation pairs), each of which gives one row per metric asked for.
     """
     wanted = metric_names(names)
     first, last = _day(date_from, "date_from"), _day(date_to, "date_to")
@@ -144,7 +147,7 @@ async def query(
     out: list[dict[str, Any]] = []
     if not by_automation:
         sums = [func.sum(u[METRICS[n]]).label(n) for n in wanted]
-        stmt = select(u.day, *sums).where(*conditions).group_by(u.day).order_by(u.day)
+        stmt = select(u.day, *sums).where(*conditions).group_by(u.day).order_by(u.day).offset(offset).limit(limit)
         for row in (await session.execute(stmt)).mappings():
             out += [{"date": row["day"], "name": n, "value": _value(n, row[n])} for n in wanted]
         return out
@@ -157,6 +160,8 @@ async def query(
         .select_from(UsageDaily.__table__.outerjoin(Automation.__table__, a.id == u.automation_id))
         .where(*conditions)
         .order_by(u.day, name, u.automation_id)
+        .offset(offset)
+        .limit(limit)
     )
     for row in (await session.execute(stmt)).mappings():
         automation = {"guid": row["automation_id"], "name": row["automation_name"], "ownerId": row["automation_owner"]}
@@ -164,3 +169,8 @@ async def query(
             {"date": row["day"], "name": n, "value": _value(n, row[n]), "automation": dict(automation)} for n in wanted
         ]
     return out
+
+
+async def add_api_call(session: AsyncSession, run_id: str) -> None:
+    """One more request made with a run's own token (seed 004 metrics.totalApiCalls); atomic."""
+    await session.execute(update(Run).where(Run.id == run_id).values(api_calls=Run.api_calls + 1))

@@ -23,7 +23,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 IMAGE=${CP_SANDBOX_IMAGE:-controlplane-sandbox-python:1}
 SUITE=bookworm
 SANDBOX_ID=10001
-INPUTS=(build.sh Dockerfile packages.txt runner.py)
+INPUTS=(build.sh Dockerfile packages.txt runner.py jetquery_response.py)
 LABEL_SHA=io.controlplane.inputs-sha
 # Packages apt pulls in only as dependencies (of dash, ca-certificates, python3-pil, ...) whose files a
 # sandbox does not need at runtime; build.sh deletes their files and leaves them out of the package list.
@@ -214,6 +214,14 @@ make_layout() {
     fi
 }
 
+# Modules scripts import from the image itself (the answer convention of runner.py), byte-compiled with
+# the rest of dist-packages.
+install_helpers() {
+    local root=$1
+    install -d -m 0755 "$root/usr/lib/python3/dist-packages"
+    install -m 0644 -o 0 -g 0 "$HERE/jetquery_response.py" "$root/usr/lib/python3/dist-packages/jetquery_response.py"
+}
+
 strip_setid_bits() {
     local root=$1 found
     found=$(find "$root" -xdev \( -type f -o -type d \) -perm /6000 -print)
@@ -232,6 +240,7 @@ customize() {
     write_package_list "$root" "$debdir"
     write_system_files "$root"
     write_ca_bundle "$root"
+    install_helpers "$root"
     compile_python "$root"
     strip_for_runtime "$root"
     make_layout "$root" "$runner"

@@ -3,14 +3,27 @@
 
 It reads a bundle (code, args, env, input) from stdin, writes the code into /work/code, runs the script as
 a child with argv (never through a shell), and reports back on its own stdout in the line protocol of
-``controlplane/backends/protocol.py``: the script's stdout and stderr as separate frames, then the files the
-script left in /work/outputs (regular files only, never following a symlink), then its exit status.
+``controlplane/backends/protocol.py``: the script's stdout and stderr as separate frames, then the script's
+own HTTP answer if it wrote one, then the files it left in /work/outputs (regular files only, never
+following a symlink), then its exit status.
 Standard library only: it must run in the smallest image. Its own stderr is for its own diagnostics.
+
+A script answers an HTTP caller (the scripting dialect, seed 002) language-neutrally with up to three
+files in /work/outputs/.response/ (created empty before the script starts): ``status`` (a number, default
+200), ``content-type`` (default application/octet-stream with a body, text/plain without) and ``body``
+(bytes as they are). They are sent as one ``r`` frame plus ``d`` frames, never as artifacts. With none of
+them written the control plane answers with the script's stdout as text/plain.
+
+An input that starts with REQUEST_MAGIC is an HTTP request wrapped by the scripting dialect: one JSON line
+{"request": {method, path, query, headers, contentType, ...}, "env": {NAME: value}} and then the body. The
+script gets the body (stdin and /work/input), the request as /work/request.json, and the env additions
+(never overriding a variable the bundle already sets).
 """
 
 import base64
 import json
 import os
+import re
 import resource
 import selectors
 import signal
@@ -30,6 +43,11 @@ BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 INTERPRETERS = {"python": ["/usr/bin/python3"], "shell": ["/bin/sh"]}
+REQUEST_MAGIC = b"\x00controlplane-request/1\n"
+RESPONSE_DIR = ".response"
+RESPONSE_TEXT_MAX = 1024  # bytes read of the status and content-type files
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+ENV_VALUE_MAX = 32 * 1024  # a longer variable would make execve fail (E2BIG past 128 KiB)
 
 
 def emit(tag, payload):
@@ -190,6 +208,8 @@ def collect_outputs(root, max_files, max_bytes):
             if stat.S_ISLNK(os.lstat(full).st_mode):
                 skipped.append({"path": os.path.relpath(full, root), "reason": "symlink"})
                 dirnames.remove(name)
+            elif dirpath == root and name == RESPONSE_DIR:
+                dirnames.remove(name)  # the script's HTTP answer: sent by send_response, not an artifact
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
@@ -233,6 +253,95 @@ def collect_outputs(root, max_files, max_bytes):
         emit_json(b"k", skipped[:1000])
 
 
+def read_regular(path, limit):
+    """Up to ``limit`` bytes of a regular file, never through a symlink (ELOOP) or from a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def send_response(outputs, max_bytes):
+    """The script's own HTTP answer (outputs/.response/{status,content-type,body}) as an ``r`` frame and the
+    body's ``d`` frames. Nothing when the script wrote none of the three files."""
+    root = os.path.join(outputs, RESPONSE_DIR)
+    try:
+        if not stat.S_ISDIR(os.lstat(root).st_mode):
+            return  # a symlink or a file in its place: collect_outputs reports or collects it
+    except OSError:
+        return
+    head = {"status": None, "contentType": None, "size": 0, "error": None}
+    found = False
+    for name, key in (("status", "status"), ("content-type", "contentType")):
+        try:
+            head[key] = read_regular(os.path.join(root, name), RESPONSE_TEXT_MAX).decode("utf-8", "replace")
+            found = True
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            found = True
+            head["error"] = head["error"] or "%s: %s" % (name, getattr(exc, "strerror", None) or exc)
+    fd = None
+    try:
+        fd = os.open(os.path.join(root, "body"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        found = True
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            head["error"] = head["error"] or "body: not a regular file"
+        elif fst.st_size > max_bytes:
+            head["error"] = head["error"] or "body: %d bytes, above the limit of %d" % (fst.st_size, max_bytes)
+        else:
+            head["size"] = fst.st_size
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        found = True
+        head["error"] = head["error"] or "body: %s" % (exc.strerror or exc)
+    try:
+        if not found:
+            return
+        if head["error"]:
+            head["size"] = 0
+        emit_json(b"r", head)
+        left = head["size"]
+        while fd is not None and left > 0:
+            data = os.read(fd, min(CHUNK, left))
+            if not data:
+                break  # shrank meanwhile: the control plane sees the body cut short
+            emit(b"d", data)
+            left -= len(data)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def unwrap_request(data):
+    """(body, request document or None): see REQUEST_MAGIC in the module docstring."""
+    if not data.startswith(REQUEST_MAGIC):
+        return data, None
+    rest = data[len(REQUEST_MAGIC) :]
+    end = rest.find(b"\n")
+    if end < 0:
+        raise ValueError("request envelope without its JSON line")
+    doc = json.loads(rest[:end])
+    if not isinstance(doc, dict):
+        raise ValueError("request envelope is not a JSON object")
+    return rest[end + 1 :], doc
+
+
+def request_env(doc, env):
+    """The envelope's variables that are well-formed and not set by the bundle already."""
+    extra = {}
+    for name, value in (doc.get("env") or {}).items():
+        value = str(value)
+        if ENV_NAME.fullmatch(str(name)) and name not in env and "\x00" not in value and len(value) <= ENV_VALUE_MAX:
+            extra[name] = value
+    return extra
+
+
 def read_bundle(argv):
     if len(argv) > 2 and argv[1] == "--bundle":
         with open(argv[2], "rb") as fh:
@@ -256,10 +365,16 @@ def main(argv):
         entry = doc["entrypoint"]
         safe_relpath(entry)
         input_path = os.path.join(WORK, "input")
-        write_file(WORK, "input", base64.b64decode(doc.get("input", "")), mode=0o644)
+        body, request = unwrap_request(base64.b64decode(doc.get("input", "")))
+        write_file(WORK, "input", body, mode=0o644)
+        os.makedirs(os.path.join(outputs, RESPONSE_DIR), 0o755, exist_ok=True)
         args = [str(a) for a in doc.get("args", [])]
         env = dict(BASE_ENV, HOME=home)
         env.update({str(k): str(v) for k, v in doc.get("env", {}).items()})
+        if request is not None:
+            meta = request.get("request") or {}
+            write_file(WORK, "request.json", json.dumps(meta, separators=(",", ":")).encode(), mode=0o644)
+            env.update(request_env(request, env))
         limits = doc.get("outputs", {})
         linger = float(doc.get("linger_seconds", 0))
     except (ValueError, KeyError, TypeError, OSError) as exc:
@@ -296,6 +411,10 @@ def main(argv):
     exit_code = 128 + sig if sig else rc
     oom_after = oom_kills()
     oom = oom_after > oom_before >= 0 or (sig == signal.SIGKILL and oom_after > 0)
+    try:
+        send_response(outputs, int(limits.get("max_bytes", 20 << 20)))
+    except OSError as exc:
+        diag("sending the response failed: %s" % exc)
     try:
         collect_outputs(outputs, int(limits.get("max_files", 100)), int(limits.get("max_bytes", 20 << 20)))
     except OSError as exc:

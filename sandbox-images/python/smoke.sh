@@ -34,19 +34,19 @@ def check(ok, what):
         failures.append(what)
 
 
-def run(runtime, entrypoint, code, args=()):
+def run(runtime, entrypoint, code, args=(), stdin=b"input-bytes"):
     bundle = {
         "v": 1, "runtime": runtime, "entrypoint": entrypoint,
         "files": {entrypoint: base64.b64encode(code.encode()).decode()},
-        "args": list(args), "env": {"JETQUERY_HOST": "smoke.example"},
-        "input": base64.b64encode(b"input-bytes").decode(),
+        "args": list(args), "env": {"JETQUERY_HOST": "smoke.example", "JETQUERY_OUTPUTS": "/work/outputs"},
+        "input": base64.b64encode(stdin).decode(),
         "outputs": {"max_files": 10, "max_bytes": 1 << 20}, "linger_seconds": 0,
     }
     started = time.monotonic()
     proc = subprocess.run(DOCKER_RUN + [IMAGE], input=json.dumps(bundle).encode(), capture_output=True,
                           timeout=120)
     took = time.monotonic() - started
-    res = {"stdout": b"", "stderr": b"", "files": {}, "exit": None, "bad": 0, "took": took,
+    res = {"stdout": b"", "stderr": b"", "files": {}, "exit": None, "bad": 0, "took": took, "response": None,
            "docker_rc": proc.returncode, "docker_stderr": proc.stderr.decode(errors="replace")}
     current = None
     for line in proc.stdout.split(b"\n"):
@@ -65,6 +65,11 @@ def run(runtime, entrypoint, code, args=()):
         elif tag == b"f":
             current = json.loads(payload)["path"]
             res["files"][current] = b""
+        elif tag == b"r":
+            res["response"] = dict(json.loads(payload), body=b"")
+            current = None
+        elif tag == b"d" and current is None and res["response"] is not None:
+            res["response"]["body"] += payload
         elif tag == b"d" and current is not None:
             res["files"][current] += payload
         elif tag == b"x":
@@ -138,6 +143,12 @@ facts["requests_ca"] = os.path.getsize(requests.certs.where())
 facts["sh"] = os.access("/bin/sh", os.X_OK)
 facts["sqlite"] = sqlite3.connect(":memory:").execute("select 40 + 2").fetchone()[0]
 facts["odbc_drivers"] = pyodbc.drivers()
+try:  # a seed-000 style DSN with a DRIVER the image lacks: unixODBC's driver manager must answer
+    pyodbc.connect("DRIVER={NoSuchDriver};SERVER=192.0.2.1;DATABASE=x;UID=u;PWD=p;Trusted_Connection=no;")
+    facts["odbc_manager"] = "connected?"
+except pyodbc.Error as exc:
+    facts["odbc_manager"] = str(exc)
+facts["requests"] = requests.__version__
 facts["tz"] = datetime.datetime(2024, 7, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Warsaw")).tzname()
 os.makedirs("/work/outputs", exist_ok=True)
 c = canvas.Canvas("/work/outputs/r.pdf"); c.drawString(72, 720, "smoke"); c.save()
@@ -179,6 +190,11 @@ if facts:
     check(facts["requests_ca"] > 100000, "requests finds the CA bundle")
     check(facts["sh"], "/bin/sh exists")
     check(facts["sqlite"] == 42, "sqlite3 works")
+    check(bool(facts["requests"]), "seed 000 prerequisite: requests %s imports" % facts["requests"])
+    check(isinstance(facts["odbc_drivers"], list),
+          "seed 000 prerequisite: pyodbc imports and lists ODBC drivers %s" % facts["odbc_drivers"])
+    check("[unixODBC][Driver Manager]" in facts["odbc_manager"],
+          "unixODBC's driver manager answers a connect (%s)" % facts["odbc_manager"][:120])
     check(facts["tz"] == "CEST", "zoneinfo knows Europe/Warsaw")
     check(res["files"].get("r.pdf", b"").startswith(b"%PDF"), "reportlab writes a PDF")
     check(res["files"].get("r.xlsx", b"").startswith(b"PK"), "openpyxl writes an xlsx")
@@ -188,6 +204,32 @@ if facts:
     check(facts["rootfs"] == "Read-only file system", "root file system is read-only")
     check(facts["net"] != "connected", "no network (%s)" % facts["net"])
 check((res["exit"] or {}).get("exitCode") == 0, "facts script exits 0")
+if len(failures) > before:
+    show(res)
+
+# 4. a script's own HTTP answer through the jetquery_response helper, from a wrapped request
+before = len(failures)
+request = {"method": "PUT", "headers": {"x-a": "1"}, "contentType": "text/csv"}
+envelope = (b"\x00controlplane-request/1\n" + json.dumps(
+    {"request": request, "env": {"JETQUERY_REQUEST_METHOD": "PUT", "JETQUERY_HOST": "not-this"}}).encode()
+    + b"\nname;n\nx;1\n")
+res = run("python", "answer.py", (
+    "import os, sys\n"
+    "from jetquery_response import request, respond\n"
+    "req = request()\n"
+    "print(sys.stdin.read() == req.text())\n"
+    "head = '%s %s %s %s %s|' % (req.method, req.headers['x-a'], req.content_type,\n"
+    "                           os.environ['JETQUERY_REQUEST_METHOD'], os.environ['JETQUERY_HOST'])\n"
+    "respond(head.encode() + req.body, status=201, content_type='text/csv')\n"
+    "open('/work/outputs/kept.txt', 'w').write('artifact')\n"), stdin=envelope)
+answer = res["response"] or {}
+check(answer.get("status") == "201" and answer.get("contentType") == "text/csv", "answer: status and type sent")
+check(answer.get("body") == b"PUT 1 text/csv PUT smoke.example|name;n\nx;1\n",
+      "answer: body, request metadata and env additions (never overriding the bundle's) reach the script")
+check(res["stdout"].strip() == b"True", "answer: stdin is the unwrapped body")
+check(sorted(res["files"]) == ["kept.txt"], "answer: .response is no artifact, other outputs are (%s)"
+      % sorted(res["files"]))
+check(res["bad"] == 0 and (res["exit"] or {}).get("exitCode") == 0, "answer: script exits 0, frames well-formed")
 if len(failures) > before:
     show(res)
 

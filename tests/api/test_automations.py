@@ -29,6 +29,7 @@ def assert_envelope(resp: httpx.Response, status: int, code: str | None = None) 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_create_get_update_delete(api: httpx.AsyncClient, prefix: str) -> None:
+    space = (await api.post("/api/v1/spaces", json={"name": "space-1"})).json()["id"]  # spaces are real
     created = await api.post(
         prefix,
         json=body(
@@ -38,7 +39,7 @@ async def test_create_get_update_delete(api: httpx.AsyncClient, prefix: str) -> 
             timeoutSeconds=30,
             resources={"cpus": 0.5, "memoryMb": 128, "pids": 64},
             maxConcurrentRuns=3,
-            spaceId="space-1",
+            spaceId=space,
             schedules=[{"interval": 60, "startAt": "2030-01-01 00:00:00", "timezone": "Europe/Stockholm"}],
         ),
     )
@@ -47,7 +48,7 @@ async def test_create_get_update_delete(api: httpx.AsyncClient, prefix: str) -> 
     assert a["name"] == "hello" and a["state"] == "available" and a["runMode"] == "scheduled"
     assert a["runtime"] == "python" and a["entrypoint"] == "main.py" and a["files"] == {"main.py": "print('hi')"}
     assert a["resources"] == {"cpus": 0.5, "memoryMb": 128, "pids": 64}
-    assert a["maxConcurrentRuns"] == 3 and a["spaceId"] == "space-1" and a["version"] == 1
+    assert a["maxConcurrentRuns"] == 3 and a["spaceId"] == space and a["version"] == 1
     assert len(a["executionToken"]) > 40
     sched = a["schedules"][0]
     assert sched["interval"] == 60 and sched["timezone"] == "Europe/Stockholm"

@@ -29,7 +29,7 @@ async def until(api: httpx.AsyncClient, aid: str, run_id: str, *wanted: str) -> 
 async def test_stop_running_queued_twice_and_finished(make_platform: PlatformFactory, database_url: str) -> None:
     platform = await make_platform(database_url, background_concurrency_total=1, dispatch_poll_seconds=0.05)
     async with client_for(platform) as api:
-        aid = await make(api, "long", stdout="partial\n", sleep=60)
+        aid = await make(api, "long", stdout="partial\n", sleep=60, stopSeconds=1.5)
         running = (await api.post(f"{BASE}/{aid}/runs", json={"context": "api"})).json()["id"]
         queued = (await api.post(f"{BASE}/{aid}/runs", json={"context": "api"})).json()["id"]
         await until(api, aid, running, "running")
@@ -42,8 +42,11 @@ async def test_stop_running_queued_twice_and_finished(make_platform: PlatformFac
         assert stopped["error"][0]["code"] == "STOPPED_BY_USER"  # type: ignore[index]
         assert queued not in [s.run_id for s in platform.backend.launched]  # type: ignore[attr-defined]
 
-        assert (await api.post(f"{BASE}/{aid}/runs/{running}/actions/stop")).status_code == 204
-        assert (await api.post(f"{BASE}/{aid}/runs/{running}/actions/stop")).status_code == 204  # idempotent
+        # idempotent: a second stop while the first is under way (the sandbox takes 1.5 s to die) is fine too
+        stop = f"{BASE}/{aid}/runs/{running}/actions/stop"
+        assert (await api.post(stop)).status_code == 204
+        assert (await status_of(api, aid, running))["status"] == "must stop"
+        assert (await api.post(stop)).status_code == 204
         done = await until(api, aid, running, "stopped")
         assert done["stopTime"] and running in platform.backend.stopped  # type: ignore[attr-defined]
         assert await platform.backend.list_sandboxes() == []

@@ -145,6 +145,9 @@ class Server:
             "CP_CONTAINER_PREFIX": self.prefix,
             **networks,
             "CP_LOG_LEVEL": "info",
+            # one admin token drives a whole module: the per-user limits (tests/api/test_rate_limits.py) off
+            "CP_RATE_LIMIT_READS_PER_MINUTE": "0",
+            "CP_RATE_LIMIT_WRITES_PER_MINUTE": "0",
             **(env or {}),
         }
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("CP_")}

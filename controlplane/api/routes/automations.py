@@ -1,21 +1,28 @@
-"""/api/v1/automations (and /api/workflows/automations): seed 004's automation resource."""
+"""/api/v1/automations (and /api/workflows/automations): seed 004's automation resource and its actions."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
 from controlplane.core.schemas import (
+    AutomationCopy,
     AutomationCreate,
     AutomationPublic,
     AutomationSettings,
     AutomationUpdate,
     ErrorBody,
+    ExecutionTokenPublic,
+    OwnerChange,
     Page,
+    SpaceChange,
+    WebhookRun,
 )
-from controlplane.core.states import AutomationState
+from controlplane.core.states import AutomationState, RunStatus
+from controlplane.services import automation_actions, webhooks
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 500, 503)}
 router = APIRouter(tags=["automations"], responses=ERRORS)  # type: ignore[arg-type]
@@ -48,10 +55,12 @@ async def list_automations(
     sort: Annotated[str | None, Query(description="Field with +/- prefix, e.g. -name.")] = None,
     limit: Limit = 20,
     page: Annotated[str | None, Query(description="Cursor from links.next / links.prev.")] = None,
-    listAll: Annotated[bool, Query(description="Admins: every automation of the tenant.")] = False,
+    listAll: Annotated[
+        bool, Query(description="When true, list every automation of the tenant (tenant admins only; else 403).")
+    ] = False,
 ) -> Page[AutomationPublic]:
     items, result = await platform.automations.search(
-        principal, filter_text=filter, sort=sort, limit=limit, cursor=page
+        principal, filter_text=filter, sort=sort, limit=limit, cursor=page, list_all=listAll
     )
     return Page[AutomationPublic](data=items, links=page_links(request, result))
 
@@ -91,3 +100,87 @@ async def disable_automation(id: str, platform: PlatformDep, principal: Principa
 async def delete_automation(id: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
     await platform.automations.delete(principal, id)
     return Response(status_code=204)
+
+
+@router.post("/{id}/actions/copy", status_code=201, response_model=AutomationPublic, response_model_exclude_none=True)
+async def copy_automation(
+    id: str, body: AutomationCopy, platform: PlatformDep, principal: PrincipalDep
+) -> AutomationPublic:
+    """Duplicate the automation (same code, settings and schedules) under a new name, owned by the caller,
+    in the same space, with a new id and executionToken."""
+    return await automation_actions.copy(platform.automations, principal, id, name=body.name)
+
+
+@router.post("/{id}/actions/change-owner", status_code=204, response_class=Response)
+async def change_owner(id: str, body: OwnerChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Give the automation to another user of the tenant (tenant admins)."""
+    await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/actions/move", status_code=204, response_class=Response)
+async def move_automation(id: str, body: OwnerChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Seed 004's older name for change-owner: the same action."""
+    await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/actions/change-space", status_code=204, response_class=Response)
+async def change_space(id: str, body: SpaceChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """Move the automation into another space the caller may write in."""
+    await automation_actions.change_space(platform.automations, principal, id, space_id=body.space_id)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/actions/rotate-execution-token", response_model=ExecutionTokenPublic)
+async def rotate_execution_token(id: str, platform: PlatformDep, principal: PrincipalDep) -> ExecutionTokenPublic:
+    """Replace the executionToken; webhook calls with the old one are refused from now on."""
+    token = await automation_actions.rotate_execution_token(platform.automations, principal, id)
+    return ExecutionTokenPublic(execution_token=token)
+
+
+@router.post(
+    "/{id}/actions/execute",
+    status_code=201,
+    response_model=WebhookRun,
+    openapi_extra={
+        "requestBody": {
+            "description": "Any content: it becomes the run's input (JSON bodies must be valid JSON).",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def execute_automation(
+    id: str,
+    request: Request,
+    platform: PlatformDep,
+    token_header: Annotated[
+        str | None, Header(alias="X-Execution-Token", description="The automation's executionToken.")
+    ] = None,
+    token_query: Annotated[
+        str | None, Query(alias="X-Execution-Token", description="The executionToken, when a header cannot be set.")
+    ] = None,
+) -> Response:
+    """Webhook run: no bearer token; the executionToken authorizes it. 201 with the queued run (context
+    webhook); 401 for a wrong or missing token or an unknown id alike."""
+    run = await webhooks.execute(
+        platform.sessions,
+        platform.runs,
+        id,
+        token=token_header or token_query,
+        body=await request.body(),
+        content_type=request.headers.get("content-type"),
+    )
+    doc = WebhookRun(
+        id=run.id,
+        automation_id=run.automation_id,
+        status=RunStatus(run.status),
+        context=run.context,
+        created_at=run.created_at,
+    )
+    location = f"{request.url.path.rsplit('/actions/', 1)[0]}/runs/{run.id}"
+    return JSONResponse(
+        doc.model_dump(mode="json", by_alias=True),
+        status_code=201,
+        headers={"Location": location, "X-Run-Id": run.id},
+    )

@@ -1,4 +1,4 @@
-"""Runs of an automation: create (sync or async), list, get, logs (stored or followed), artifacts."""
+"""Runs of an automation: create (sync or async), list, get, logs (stored or followed), artifacts, export, debug."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from pydantic import ValidationError
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
 from controlplane.core.errors import BadRequest, ValidationFailed
-from controlplane.core.schemas import ArtifactPublic, ErrorBody, Page, RunCreate, RunPublic, parse_context
+from controlplane.core.schemas import (
+    ArtifactPublic,
+    ErrorBody,
+    ExportLink,
+    Page,
+    RunCreate,
+    RunDebugRecord,
+    RunPublic,
+    parse_context,
+)
+from controlplane.services.exports import DEBUG, EXPORT
 from controlplane.services.runs import encode_input
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)}
@@ -161,3 +171,83 @@ async def get_artifact(id: str, runId: str, path: str, platform: PlatformDep, pr
         media_type=art.content_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-SHA256": art.sha256},
     )
+
+
+# --- export and debug (seed 004) ----------------------------------------------------------------------
+
+
+def _link_prefix(request: Request, platform: PlatformDep, automation_id: str) -> str:
+    """Base URL plus the prefix this request came in on (/api/v1/automations or /api/workflows/automations)."""
+    path = request.url.path
+    at = path.find(f"/{automation_id}/runs/")
+    return (platform.settings.public_url or base_url(request)).rstrip("/") + path[: max(at, 0)]
+
+
+@router.post("/{id}/runs/{runId}/actions/export", response_model=ExportLink)
+async def export_run(
+    id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep
+) -> ExportLink:
+    """A signed URL, valid CP_EXPORT_URL_TTL_SECONDS and usable without a bearer token, from which the run's
+    details (run.json), logs (stdout.log, stderr.log) and artifacts (artifacts/...) download as one zip."""
+    url = await platform.exports.link(principal, EXPORT, id, runId, prefix=_link_prefix(request, platform, id))
+    return ExportLink(url=url)
+
+
+def _wants_json(accept: str) -> bool:
+    return "application/json" in accept and "text/plain" not in accept
+
+
+@router.get(
+    "/{id}/runs/{runId}/debug",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The debug URL (signed, time-limited, no bearer token needed) as text; as a JSON "
+            "string with Accept: application/json.",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def debug_run(id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """The URL of the run's debug record: the run, its automation and its timeline (created, queued, claimed,
+    started, stopping, ended) with the time spent in each phase."""
+    url = await platform.exports.link(principal, DEBUG, id, runId, prefix=_link_prefix(request, platform, id))
+    if _wants_json(request.headers.get("accept", "")):
+        return JSONResponse(url)
+    return Response(url, media_type="text/plain; charset=utf-8")
+
+
+# Signed links: no bearer token (a browser, a colleague), so this router has no automation_in_view check;
+# the signature names the automation and run and its expiry (403 when it does not match, 410 when expired).
+SIGNED_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody} for c in (403, 404, 410, 500, 503)}
+signed_router = APIRouter(tags=["runs"], responses=SIGNED_ERRORS)
+Expires = Annotated[str | None, Query(description="Unix seconds after which the link is refused (410).")]
+Signature = Annotated[str | None, Query(description="HMAC-SHA256 of the link; any change is refused (403).")]
+
+
+@signed_router.get(
+    "/{id}/runs/{runId}/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "The run's zip archive, streamed."}},
+)
+async def download_export(
+    id: str, runId: str, request: Request, platform: PlatformDep, expires: Expires = None, signature: Signature = None
+) -> StreamingResponse:
+    platform.exports.verify(EXPORT, id, runId, expires, signature)
+    chunks = await platform.exports.archive(id, runId, base_url=base_url(request))
+    return StreamingResponse(
+        chunks,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="run-{runId}.zip"', "Cache-Control": "no-store"},
+    )
+
+
+@signed_router.get("/{id}/runs/{runId}/debug/log", response_model=RunDebugRecord)
+async def debug_record(
+    id: str, runId: str, request: Request, platform: PlatformDep, expires: Expires = None, signature: Signature = None
+) -> RunDebugRecord:
+    platform.exports.verify(DEBUG, id, runId, expires, signature)
+    return await platform.exports.record(id, runId, base_url=base_url(request))
