@@ -262,7 +262,9 @@ class SecretService:
             elif row.is_secret != secret:
                 other = "a secret" if row.is_secret else "a variable"
                 raise Conflict(f"{name!r} is {other}; delete it first to make it a {kind}", code="NAME_TAKEN")
-            row.version += 1
+            # an atomic increment: SQLite has no row lock for the read above, so two writers may both have
+            # read the same version; the UPDATE's own ``version + 1`` counts each write once
+            row.version = 1 if created else TenantVariable.version + 1
             row.updated_at = now
             if ring is not None:
                 REDACTOR.add([value])  # from now on this process's log never shows it
@@ -274,6 +276,8 @@ class SecretService:
                 row.masked = False
             if created:
                 await store.add(s, row)
+            await s.flush()
+            await s.refresh(row, ["version"])
             public = self._public(row)
         log.info(
             "tenant %s: %s %s %s (version %d)",
