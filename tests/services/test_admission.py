@@ -226,3 +226,44 @@ async def test_role_needed_to_start_is_still_enforced(platform: Platform) -> Non
     with pytest.raises(Exception, match="may not run"):
         await platform.runs.submit(viewer, "x", context=RunContext.API_SYNC)
     assert RunStatus.QUEUED.value == "queued"
+
+
+def sample(name: str, **labels: str) -> float:
+    from controlplane.core.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_queue_and_quota_metrics(make_platform: PlatformFactory, sqlite_url: str) -> None:
+    platform = await make_platform(
+        sqlite_url, background_concurrency_total=1, queue_max_per_tenant=2, sync_concurrency_per_tenant=1
+    )
+    admin = await platform.bootstrap_principal()
+    aid = await automation(platform, admin, "long", sleep=30)
+    waited = sample("controlplane_queue_wait_seconds_count", kind="background")
+    refused = {k: sample("controlplane_quota_rejections_total", kind=k) for k in ("queue_full", "sync_tenant")}
+    failed = sample("controlplane_backend_errors_total", operation="run")
+
+    first = await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
+    while (await statuses(platform, [first.id]))[0] != "running":
+        await asyncio.sleep(0.02)
+    assert sample("controlplane_queue_wait_seconds_count", kind="background") == waited + 1
+    queued = [await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC) for _ in range(2)]
+    await platform.dispatcher.pump()
+    assert sample("controlplane_queue_depth", tenant="default") == 2
+    with pytest.raises(QuotaExceeded):
+        await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
+    held = await platform.runs.submit(admin, aid, context=RunContext.API_SYNC)
+    with pytest.raises(QuotaExceeded):
+        await platform.runs.submit(admin, aid, context=RunContext.API_SYNC)
+    assert {k: sample("controlplane_quota_rejections_total", kind=k) for k in refused} == {
+        k: v + 1 for k, v in refused.items()
+    }
+
+    for run in [*queued, held, first]:
+        await platform.runs.stop(admin, aid, run.id)
+    await platform.dispatcher.pump()
+    assert sample("controlplane_queue_depth", tenant="default") == 0
+    broken = await automation(platform, admin, "broken", launchError="unavailable")
+    assert await platform.engine.wait((await platform.runs.submit(admin, broken, context=RunContext.API_SYNC)).id, 10)
+    assert sample("controlplane_backend_errors_total", operation="run") == failed + 1
