@@ -97,6 +97,31 @@ class Settings(BaseSettings):
         "Install the iptables rules that confine api/egress networks (needs root); without them those "
         "network modes are refused.",
     )
+    # --- kubernetes (CP_BACKEND=kubernetes: one batch/v1 Job per run) --------------------------------
+    k8s_kubeconfig: Path | None = _f(
+        None, "kubernetes", "Kubeconfig file; unset: in-cluster service account, else $KUBECONFIG / ~/.kube/config."
+    )
+    k8s_context: str | None = _f(None, "kubernetes", "Kubeconfig context to use (default: the current one).")
+    k8s_namespace: str = _f("controlplane-runs", "kubernetes", "Namespace run Jobs are created in.")
+    k8s_namespace_per_tenant: bool = _f(
+        False, "kubernetes", "Create each tenant's runs in '<k8s_namespace>-<tenant>' (namespaces must exist)."
+    )
+    k8s_runtime_class: str | None = _f(None, "kubernetes", "runtimeClassName of run pods (e.g. gvisor).")
+    k8s_node_selector: dict[str, str] = _f({}, "kubernetes", "nodeSelector of run pods. JSON object.")
+    k8s_tolerations: list[dict[str, str]] = _f([], "kubernetes", "Tolerations of run pods. JSON list.")
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = _f(
+        "IfNotPresent", "kubernetes", "imagePullPolicy of run pods."
+    )
+    k8s_image_pull_secret: str | None = _f(None, "kubernetes", "Name of an image pull secret in the runs namespace.")
+    k8s_ttl_seconds_after_finished: int = _f(
+        300, "kubernetes", "ttlSecondsAfterFinished of run Jobs (the control plane also deletes them itself).", ge=0
+    )
+    k8s_qps: float = _f(20.0, "kubernetes", "Client-side request rate limit to the Kubernetes API.", gt=0)
+    k8s_burst: int = _f(40, "kubernetes", "Client-side burst above k8s_qps.", ge=1)
+    k8s_pull_timeout_seconds: int = _f(
+        120, "kubernetes", "A run whose pod cannot pull its image (ErrImagePull/ImagePullBackOff) ends after this.", ge=1
+    )
+
     tenant_volumes: bool = _f(
         True, "backend", "Mount per-tenant FILES (read-only) and ARCHIVE (read-write) volumes into runs."
     )
