@@ -7,8 +7,9 @@ changed id or a later expiry breaks the signature (403), a link past its expiry 
 ``CP_SIGNING_KEY`` or one generated once into DATA_DIR/signing-key (0600); changing it voids every link.
 
 The archive is a zip streamed as it is built - run.json (the debug record plus a file list), stdout.log,
-stderr.log, artifacts/<path> - reading logs chunk by chunk and artifacts slice by slice, compressing in a
-worker thread, so neither the server's memory nor its event loop depends on how big a run's output is.
+stderr.log, artifacts/<path>, response/body (the script's own answer, seed 002) - reading logs chunk by
+chunk and artifacts slice by slice, compressing in a worker thread, so neither the server's memory nor its
+event loop depends on how big a run's output is.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.db.tables import Run, utcnow
 from controlplane.services.runs import RunService
 from controlplane.store import exports as store
+from controlplane.store import responses as response_store
 from controlplane.store import runs as run_store
 
 log = logging.getLogger("controlplane.exports")
@@ -191,6 +193,7 @@ class ExportService:
             for stream in ("stdout", "stderr"):
                 sizes[stream] = await store.log_size(s, run_id, stream)
             artifacts = await run_store.artifact_meta(s, run_id)
+            answer = await response_store.get(s, run_id)
         plan: list[tuple[str, int, Callable[[], AsyncIterator[bytes]]]] = []
         for stream in ("stdout", "stderr"):
             files.append({"path": f"{stream}.log", "size": sizes[stream]})
@@ -202,6 +205,18 @@ class ExportService:
                 continue
             files.append({"path": name, "size": size, "sha256": sha, "contentType": ctype})
             plan.append((name, size, lambda p=path, n=size: self._artifact(run_id, p, n)))  # type: ignore[misc]
+        if answer is not None:  # the script's own HTTP answer (seed 002), with what made it unusable if anything
+            body = bytes(answer.body)
+            files.append(
+                {
+                    "path": "response/body",
+                    "size": len(body),
+                    "statusCode": answer.status_code,
+                    "contentType": answer.content_type,
+                    "error": answer.error,
+                }
+            )
+            plan.append(("response/body", len(body), lambda b=body: _once(b)))  # type: ignore[misc]
         head = record.model_copy(update={"files": files}).model_dump_json(by_alias=True, indent=2).encode()
         async for part in _entry(zf, sink, "run.json", len(head), _once(head), stamp):
             yield part

@@ -121,11 +121,17 @@ class JobService:
             raise Unauthorized(f"the token does not belong to the tenant of host {host!r}", code="TOKEN_HOST_MISMATCH")
 
     async def _automation(self, s: AsyncSession, principal: Principal, name: str, permission: Permission) -> Automation:
+        """Automation ``name``: one 404 for a missing name and for one in a space the caller does not see (same
+        code and message, so neither its existence nor its id can be probed)."""
+        missing = NotFound(f"no automation named {name!r}", code="AUTOMATION_NOT_FOUND")
         row = await automation_store.get_by_name(s, principal.tenant_id, name)
         if row is None:
             principal.require(permission)
-            raise NotFound(f"no automation named {name!r}", code="AUTOMATION_NOT_FOUND")
-        return await self.automations.load(s, principal, row.id, permission, lock=permission == Permission.WRITE)
+            raise missing
+        try:
+            return await self.automations.load(s, principal, row.id, permission, lock=permission == Permission.WRITE)
+        except NotFound:
+            raise missing from None
 
     async def start(
         self,

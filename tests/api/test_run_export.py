@@ -93,6 +93,30 @@ async def test_export_downloads_details_logs_and_artifacts_as_one_zip_without_a_
     assert listed["stdout.log"]["size"] == 18
 
 
+async def test_export_carries_the_scripts_own_answer(platform: Platform, api: httpx.AsyncClient) -> None:
+    answer = {"status": "201", "contentType": "text/csv", "body": "name;n\nJohn Smith;1\n"}
+    aid = await make(api, "answering", stdout="log line\n", response=answer)
+    run = await run_sync(api, aid)
+    async with anonymous(platform) as anon:
+        r = await anon.get(await export_url(api, aid, str(run["id"])))
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    assert archive.read("response/body") == b"name;n\nJohn Smith;1\n"
+    assert archive.read("stdout.log") == b"log line\n"
+    listed = {f["path"]: f for f in json.loads(archive.read("run.json"))["files"]}
+    assert listed["response/body"] == {
+        "path": "response/body",
+        "size": 20,
+        "statusCode": 201,
+        "contentType": "text/csv",
+        "error": None,
+    }
+    # a run that answered nothing has no response entry (its stdout is its answer)
+    plain = await run_sync(api, await make(api, "silent", stdout="x\n"))
+    async with anonymous(platform) as anon:
+        r = await anon.get(await export_url(api, str(plain["automationId"]), str(plain["id"])))
+    assert "response/body" not in zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+
+
 async def test_the_link_follows_the_prefix_it_was_asked_on(platform: Platform, api: httpx.AsyncClient) -> None:
     aid = await make(api, "prefixed")
     run = await run_sync(api, aid)
