@@ -26,8 +26,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controlplane import __version__
 from controlplane.api.deps import automation_in_view
 from controlplane.api.dialects import core000 as core000_dialect
+from controlplane.api.dialects import processes as processes_dialect
+from controlplane.api.dialects import rules as rules_dialect
 from controlplane.api.dialects import scripting as scripting_dialect
-from controlplane.api.routes import automations, health, run_responses, runs, spaces, tokens, usage, variables
+from controlplane.api.routes import (
+    automations,
+    health,
+    notifications,
+    run_responses,
+    runs,
+    spaces,
+    tokens,
+    usage,
+    variables,
+)
 from controlplane.core import metrics
 from controlplane.core.errors import ControlPlaneError, HeadersTooLarge, PayloadTooLarge, StorageUnavailable
 from controlplane.core.settings import Settings
@@ -304,6 +316,14 @@ def create_app(
     app.include_router(health.router)
     app.include_router(scripting_dialect.router, prefix="/scripting")  # seed 002
     app.include_router(core000_dialect.router, prefix=core000_dialect.PREFIX)  # seed 000
+    app.include_router(processes_dialect.router, prefix=processes_dialect.PREFIX)  # seed 001
+    app.include_router(notifications.router, prefix="/api/v1/notifications")
+    for rules_prefix in rules_dialect.PREFIXES:  # seed 003
+        app.include_router(
+            rules_dialect.router,
+            prefix=rules_prefix,
+            generate_unique_id_function=lambda r, p=rules_prefix: f"{p.strip('/').replace('/', '_')}_{r.name}",  # type: ignore[misc]
+        )
     app.include_router(variables.variables_router, prefix="/api/v1/variables")
     app.include_router(variables.secrets_router, prefix="/api/v1/secrets")
     _declare_extra_schemas(app)

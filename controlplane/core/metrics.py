@@ -108,3 +108,35 @@ ORPHANS_REMOVED = Counter(
 RETENTION_DELETED = Counter(
     "controlplane_retention_deleted_runs_total", "Runs deleted by the retention job.", registry=REGISTRY
 )
+
+# --- dashboards and alerts (charts/controlplane, monitoring/) ---------------------------------------
+CONCURRENCY_LIMIT = Gauge(
+    "controlplane_concurrency_limit",
+    "Configured run limits, to draw next to controlplane_runs_in_flight and the queue depth.",
+    ["kind"],  # sync_per_tenant | background_total | queue_per_tenant
+    registry=REGISTRY,
+)
+RUN_SECONDS = Counter(
+    "controlplane_run_seconds_total",
+    "Sandbox seconds used by finished runs (start to end), per tenant.",
+    ["tenant"],
+    registry=REGISTRY,
+)
+RUNS_OVERDUE = Gauge(
+    "controlplane_runs_overdue",
+    "Unfinished runs more than a minute past their deadline (stuck); refreshed by the dispatcher.",
+    registry=REGISTRY,
+)
+BACKEND_UP = Gauge(
+    "controlplane_backend_up",
+    "1 when the sandbox engine answered the last readiness check (GET /readyz), else 0.",
+    registry=REGISTRY,
+)
+
+# --- automation rules (seed 003) -----------------------------------------------------------------------
+RULE_EVALUATIONS = Counter(
+    "controlplane_rule_evaluations_total",
+    "Automation rule evaluations by outcome: fired, not_met (condition false), failed, cut (loop depth).",
+    ["outcome"],
+    registry=REGISTRY,
+)

@@ -65,6 +65,19 @@ class SchedulePublic(Wire):
     next_run_at: datetime | None = None
 
 
+ParameterType = Literal["string", "integer", "number", "boolean", "date", "datetime", "list"]
+
+
+class ParameterSpec(Wire):
+    """A typed run parameter an automation declares (services/parameters.py validates runs against them)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="Key in the run's JSON input.")
+    type: ParameterType = "string"
+    mandatory: bool = False
+    default: Any = Field(None, description="Filled in when the input leaves the parameter out (or null).")
+    description: str = Field("", max_length=4096)
+
+
 class AutomationBase(Wire):
     description: str = Field("", max_length=64 * 1024)
     space_id: str | None = Field(None, max_length=64)
@@ -81,6 +94,7 @@ class AutomationBase(Wire):
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
     network: NetworkMode = NetworkMode.NONE
+    parameters: list[ParameterSpec] = Field(default_factory=list, max_length=100)
 
     @field_validator("env")
     @classmethod
@@ -96,22 +110,34 @@ class AutomationCreate(AutomationBase):
 
 
 class AutomationUpdate(AutomationBase):
-    """PUT: ``name`` is required as in seed 004; other fields given replace the stored ones, fields left
-    out keep their values (so a seed-004 client that knows nothing of ``code`` does not wipe it)."""
+    """PUT: every field is optional, ``name`` too (seed 004 marks none required); fields given replace the
+    stored ones, fields left out keep their values (so a seed-004 client that knows nothing of ``code`` does
+    not wipe it)."""
 
-    name: str = Field(min_length=1, max_length=NAME_MAX)
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
 
 
 class RunSummary(Wire):
+    """An automation's lastRun: seed 004's run fields (metrics, owner, space, test/archived flags, times)."""
+
     id: str
     status: RunStatus
     context: str
     title: str = ""
     error: list[dict[str, Any]] = Field(default_factory=list)
+    metrics: RunMetrics
     exit_code: int | None = None
+    owner_id: str | None = None
+    space_id: str | None = None
+    test_run: bool = False
+    is_test_run: bool = False
+    archived: bool = False
+    is_archived: bool = False
     created_at: datetime
+    updated_at: datetime
     start_time: datetime | None = None
     stop_time: datetime | None = None
+    scheduled_start_time: datetime | None = None
     duration: int | None = None
     executed_by_id: str | None = None
 
@@ -128,7 +154,9 @@ class AutomationPublic(Wire):
     updated_at: datetime
     last_run: RunSummary | None = None
     last_run_at: datetime | None = None
-    last_run_status: RunStatus | None = None
+    last_run_status: RunStatus | None = Field(
+        None, description="The last run's status; while it waits in the queue: not started (seed 004 has no queued)."
+    )
     duration: int | None = Field(None, description="Duration of the last run in seconds.")
     max_concurrent_runs: int
     schedules: list[SchedulePublic] = Field(default_factory=list)
@@ -149,6 +177,7 @@ class AutomationPublic(Wire):
     resources: ResourcesPublic
     network: NetworkMode
     version: int
+    parameters: list[ParameterSpec] = Field(default_factory=list)
 
 
 # --- automation actions and spaces (issue 4) -------------------------------------------------------
@@ -299,6 +328,9 @@ class RunPublic(Wire):
     is_test_run: bool = False
     archived: bool = False
     is_archived: bool = False
+    billable: bool = Field(
+        False, description="The run got a sandbox (it has a startTime), so it counts in usage; filter billable eq true."
+    )
 
 
 # --- lists ------------------------------------------------------------------------------------------
@@ -454,3 +486,21 @@ class UsageEntry(Wire):
 class UsagePublic(Wire):
     data: list[UsageEntry]
     links: Links = Field(default_factory=Links)
+
+
+# --- notifications (seed 001: processes jobs' notification-type N/B) ----------------------------------
+
+
+class NotificationPublic(Wire):
+    id: str
+    kind: str = Field(description="What it is about: process.job (a processes job ended).")
+    title: str
+    body: str
+    run_id: str | None = None
+    created_at: datetime
+    read_at: datetime | None = None
+    read: bool
+
+
+class NotificationList(Wire):
+    data: list[NotificationPublic]

@@ -114,13 +114,33 @@ class Settings(BaseSettings):
     )
     k8s_image_pull_secret: str | None = _f(None, "kubernetes", "Name of an image pull secret in the runs namespace.")
     k8s_ttl_seconds_after_finished: int = _f(
-        300, "kubernetes", "ttlSecondsAfterFinished of run Jobs (the control plane also deletes them itself).", ge=0
+        300,
+        "kubernetes",
+        "ttlSecondsAfterFinished of run Jobs; 0 leaves it unset (the control plane deletes them itself).",
+        ge=0,
     )
     k8s_qps: float = _f(20.0, "kubernetes", "Client-side request rate limit to the Kubernetes API.", gt=0)
     k8s_burst: int = _f(40, "kubernetes", "Client-side burst above k8s_qps.", ge=1)
     k8s_pull_timeout_seconds: int = _f(
-        120, "kubernetes", "A run whose pod cannot pull its image (ErrImagePull/ImagePullBackOff) ends after this.", ge=1
+        120,
+        "kubernetes",
+        "A run whose pod cannot pull its image (ErrImagePull/ImagePullBackOff) ends after this.",
+        ge=1,
     )
+    k8s_deadline_grace_seconds: int = _f(
+        10, "kubernetes", "activeDeadlineSeconds of a run Job = the run's timeout plus this (a backstop).", ge=0
+    )
+    k8s_scratch_medium: Literal["Memory", "Disk"] = _f(
+        "Memory", "kubernetes", "Medium of the /work and /tmp emptyDirs (Memory counts against the memory limit)."
+    )
+    k8s_bundle_kind: Literal["Secret", "ConfigMap"] = _f(
+        "Secret", "kubernetes", "Object carrying a run's files, env and input to its pod (owned by the Job)."
+    )
+    k8s_api_host: str | None = _f(
+        None, "kubernetes", "host:port of the API as run pods with network api or egress reach it (a Service)."
+    )
+    k8s_request_timeout_seconds: float = _f(30.0, "kubernetes", "Timeout of one Kubernetes API call.", gt=0)
+    k8s_retries: int = _f(5, "kubernetes", "Attempts of a Kubernetes API call on 429, 5xx or connection errors.", ge=1)
 
     tenant_volumes: bool = _f(
         True, "backend", "Mount per-tenant FILES (read-only) and ARCHIVE (read-write) volumes into runs."
@@ -239,6 +259,30 @@ class Settings(BaseSettings):
         'Host names that name a tenant, JSON {"app.example.com": "tenant"}: a token of another tenant sent '
         "with such a Host header is refused (seed 000). A Host equal to a tenant's name names it too.",
     )
+
+    # --- automation rules (seed 003) ------------------------------------------------------------------
+    rules_max_depth: int = _f(
+        3,
+        "rules",
+        "Longest chain of rules triggering rules (a rule starting a run whose end fires a rule, ...): events "
+        "at this depth fire no rule (recorded as RULE_LOOP_CUT), so loops end.",
+        ge=1,
+        le=20,
+    )
+    rules_keep_evaluations: int = _f(
+        100, "rules", "Evaluation records (fired, failed, cut) kept per rule; older ones are deleted.", ge=1
+    )
+
+    # --- notifications (seed 001: processes jobs' notification-type E/N/B) -------------------------------
+    smtp_host: str | None = _f(
+        None, "notifications", "SMTP server for job e-mails (notification-type E or B); unset: e-mail is refused."
+    )
+    smtp_port: int = _f(25, "notifications", "Port of the SMTP server.", ge=1, le=65535)
+    smtp_user: str | None = _f(None, "notifications", "SMTP login user (no login when unset).")
+    smtp_password: SecretStr | None = _f(None, "notifications", "SMTP login password.")
+    smtp_from: str = _f("controlplane@localhost", "notifications", "From address of job e-mails.")
+    smtp_starttls: bool = _f(False, "notifications", "Upgrade the SMTP connection with STARTTLS before login.")
+    smtp_timeout_seconds: float = _f(15.0, "notifications", "Timeout of one SMTP conversation.", gt=0)
 
     @field_validator("sandbox_user")
     @classmethod

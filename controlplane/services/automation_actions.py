@@ -5,8 +5,11 @@ Who may do what (see services/spaces.py for what a user sees):
 - copy: anyone who sees the automation and may write in its space; the copy lands in the same space,
   owned by the caller, with the same code, settings and schedules, a new id and a new execution token;
 - change-owner and move: tenant admins only (seed 004: TenantAdmin); both set the owner (the seed gives
-  the two the same description; move is the older name). The new owner must be a user of the tenant. Runs
-  already made keep their history and the ownerId they were recorded with;
+  the two the same description; move is the older name). The new owner must be a user of the tenant. As
+  the seed says, the action "removes the history and change logs of this automation": its ended runs go
+  (with their logs, artifacts and timelines; the usage API keeps counting them) and so do its stored
+  versions that no remaining run needs. Unfinished runs are not history yet: they stay and end as usual.
+  Giving an automation to its current owner changes nothing;
 - change-space: anyone who may write the automation and write in the target space;
 - rotate-execution-token: anyone who may write the automation; the old token stops working at once.
 """
@@ -14,16 +17,20 @@ Who may do what (see services/spaces.py for what a user sees):
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Conflict, NotFound
 from controlplane.core.schemas import AutomationPublic
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Schedule, utcnow
-from controlplane.services import schedules
+from controlplane.services import run_hooks, schedules
 from controlplane.services.automations import AutomationService, new_execution_token, spec_of
 from controlplane.store import automations as store
+from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
+
+HISTORY_BATCH = 500  # run ids per DELETE ... IN (...) statement
 
 
 def _name_taken(name: str) -> Conflict:
@@ -56,6 +63,7 @@ async def copy(service: AutomationService, principal: Principal, automation_id: 
                 timeout_seconds=src.timeout_seconds,
                 resources=dict(src.resources or {}),
                 network=src.network,
+                parameters=list(src.parameters or []),
                 max_concurrent_runs=src.max_concurrent_runs,
                 workspace=dict(src.workspace or {}),
                 execution_token=new_execution_token(),
@@ -89,6 +97,9 @@ async def copy(service: AutomationService, principal: Principal, automation_id: 
             new_id = row.id
     except IntegrityError as exc:
         raise _name_taken(name) from exc
+    run_hooks.publish(
+        run_hooks.Event(run_hooks.EventKind.AUTOMATION_CREATED, principal.tenant_id, new_id, service.sessions)
+    )
     return await service.get(principal, new_id)
 
 
@@ -103,6 +114,20 @@ async def change_owner(service: AutomationService, principal: Principal, automat
         if row.owner_id != user.id:
             row.owner_id = user.id
             row.updated_at = utcnow()
+            await _forget_history(s, row)
+
+
+async def _forget_history(s: AsyncSession, row: Automation) -> None:
+    """Seed 004's change-owner: the previous owner's run history and the automation's change log go."""
+    ended = await run_store.final_ids_of(s, row.id)
+    for at in range(0, len(ended), HISTORY_BATCH):
+        await run_store.delete_final(s, ended[at : at + HISTORY_BATCH], [row.id])
+    await store.remove_versions(s, row.id, keep={row.version} | await run_store.versions_in_use(s, row.id))
+    if row.last_run_id is None or row.last_run_id in ended:  # the last run was history: so are its lastRun*
+        row.last_run_id = None
+        row.last_run_at = None
+        row.last_run_status = None
+        row.last_run_duration = None
 
 
 async def change_space(service: AutomationService, principal: Principal, automation_id: str, *, space_id: str) -> None:

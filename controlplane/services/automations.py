@@ -22,7 +22,10 @@ from controlplane.core.schemas import (
     AutomationCreate,
     AutomationPublic,
     AutomationUpdate,
+    NetworkMetrics,
+    ParameterSpec,
     ResourcesPublic,
+    RunMetrics,
     RunSummary,
     SchedulePublic,
 )
@@ -30,7 +33,8 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, AutomationState, RunMode, RunStatus, Runtime
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
-from controlplane.services import limits, schedules
+from controlplane.services import limits, parameters, run_hooks, schedules
+from controlplane.services.run_hooks import EventKind
 from controlplane.services.sandbox_spec import reserved_names
 from controlplane.services.spaces import SpaceService, View
 from controlplane.store import automations as store
@@ -40,7 +44,7 @@ from controlplane.store.query import PageResult
 
 DEFAULT_ENTRY = {Runtime.PYTHON: "main.py", Runtime.SHELL: "main.sh"}
 DEFAULT_MAX_CONCURRENT = 10
-RUNNABLE = ("runtime", "entrypoint", "files", "args", "env", "timeoutSeconds", "resources", "network")
+RUNNABLE = ("runtime", "entrypoint", "files", "args", "env", "timeoutSeconds", "resources", "network", "parameters")
 
 
 def new_execution_token() -> str:
@@ -68,6 +72,23 @@ def duration_seconds(run: Run | None) -> int | None:
     return round((run.stop_time - run.start_time).total_seconds())
 
 
+def _seconds(value: float | None) -> int | None:
+    """The last run's duration kept on the automation (its run may be gone: retention)."""
+    return None if value is None else round(value)
+
+
+def run_metrics(run: Run) -> RunMetrics:
+    """Seed 004's run metrics from what the engine measured (container counters) and counted (API calls)."""
+    m = run.metrics or {}
+    net = m.get("network", {})
+    return RunMetrics(
+        network=NetworkMetrics(rx_bytes=int(net.get("rxBytes", 0)), tx_bytes=int(net.get("txBytes", 0))),
+        total_api_calls=run.api_calls or 0,  # requests made with the run's own token
+        cpu_seconds=float(m.get("cpuSeconds", 0.0)),
+        memory_peak_bytes=int(m.get("memoryPeakBytes", 0)),
+    )
+
+
 def run_summary(run: Run) -> RunSummary:
     return RunSummary(
         id=run.id,
@@ -75,10 +96,19 @@ def run_summary(run: Run) -> RunSummary:
         context=run.context,
         title=run.title,
         error=run.errors or [],
+        metrics=run_metrics(run),
         exit_code=run.exit_code,
+        owner_id=run.owner_id,
+        space_id=run.space_id,
+        test_run=run.is_test_run,
+        is_test_run=run.is_test_run,
+        archived=run.archived,
+        is_archived=run.archived,
         created_at=run.created_at,
+        updated_at=run.updated_at,
         start_time=run.start_time,
         stop_time=run.stop_time,
+        scheduled_start_time=run.scheduled_start_time,
         duration=duration_seconds(run),
         executed_by_id=run.executed_by_id,
     )
@@ -166,7 +196,7 @@ class AutomationService:
                     last_run=run_summary(last) if last else None,
                     last_run_at=row.last_run_at,
                     last_run_status=RunStatus(row.last_run_status) if row.last_run_status else None,
-                    duration=duration_seconds(last),
+                    duration=duration_seconds(last) if last else _seconds(row.last_run_duration),
                     max_concurrent_runs=row.max_concurrent_runs,
                     schedules=[_schedule_public(x) for x in scheds.get(row.id, [])],
                     # the token lets anyone start runs: only those who may run the automation see it
@@ -181,6 +211,7 @@ class AutomationService:
                     resources=ResourcesPublic(cpus=eff.cpus, memory_mb=eff.memory_mb, pids=eff.pids),
                     network=row.network,
                     version=row.version,
+                    parameters=[ParameterSpec.model_validate(p) for p in row.parameters or []],
                 )
             )
         return out
@@ -212,20 +243,24 @@ class AutomationService:
                 automation_id = row.id
         except IntegrityError as exc:
             raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
+        run_hooks.publish(
+            run_hooks.Event(EventKind.AUTOMATION_CREATED, principal.tenant_id, automation_id, self.sessions)
+        )
         return await self.get(principal, automation_id)
 
     async def update(self, principal: Principal, automation_id: str, body: AutomationUpdate) -> AutomationPublic:
         try:
             async with transaction(self.sessions) as s:
                 row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
-                if body.name != row.name and await store.get_by_name(s, principal.tenant_id, body.name):
-                    raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN")
+                name = row.name if body.name is None else body.name  # seed 004: name is optional on PUT
+                if name != row.name and await store.get_by_name(s, principal.tenant_id, name):
+                    raise Conflict(f"an automation named {name!r} already exists", code="NAME_TAKEN")
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
                 before_spec, before_all = spec_of(row), _snapshot(row)
                 if "space_id" in body.model_fields_set and body.space_id != row.space_id:
                     row.space_id = await self.spaces.target(s, principal, body.space_id)
                 self._apply(row, body, body.model_fields_set, tenant.settings if tenant else {}, creating=False)
-                row.name = body.name
+                row.name = name
                 changed = _snapshot(row) != before_all
                 if spec_of(row) != before_spec:
                     row.version += 1
@@ -240,6 +275,10 @@ class AutomationService:
                     row.updated_at = utcnow()
         except IntegrityError as exc:
             raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
+        if changed:
+            run_hooks.publish(
+                run_hooks.Event(EventKind.AUTOMATION_UPDATED, principal.tenant_id, automation_id, self.sessions)
+            )
         return await self.get(principal, automation_id)
 
     async def set_state(self, principal: Principal, automation_id: str, state: AutomationState) -> None:
@@ -262,6 +301,8 @@ class AutomationService:
                         stop_at=sched.stop_at,
                         after=now,
                     )
+        kind = EventKind.AUTOMATION_ENABLED if state == AutomationState.AVAILABLE else EventKind.AUTOMATION_DISABLED
+        run_hooks.publish(run_hooks.Event(kind, principal.tenant_id, automation_id, self.sessions))
 
     async def get_settings(self, principal: Principal) -> dict[str, int]:
         principal.require(Permission.ADMIN)
@@ -323,6 +364,8 @@ class AutomationService:
             row.timeout_seconds = body.timeout_seconds
         if "resources" in given or creating:
             row.resources = body.resources.model_dump(by_alias=True, exclude_none=True)
+        if "parameters" in given or creating:
+            row.parameters = parameters.check_declarations(body.parameters)
         limits.check_request(self.settings, tenant_settings, row.resources or {}, row.timeout_seconds)
         cap = int(tenant_settings.get("maxConcurrentRunsPerAutomation", DEFAULT_MAX_CONCURRENT))
         if body.max_concurrent_runs is not None:
@@ -420,6 +463,7 @@ def spec_of(row: Automation) -> dict[str, Any]:
         "timeoutSeconds": row.timeout_seconds,
         "resources": dict(row.resources or {}),
         "network": row.network,
+        "parameters": list(row.parameters or []),
     }
 
 

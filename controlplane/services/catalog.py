@@ -36,6 +36,7 @@ ALLOWED_KEYS = {
     "schedules",
     "maxConcurrentRuns",
     "runMode",
+    "parameters",
 }
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlplane.core import metrics
 from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
-from controlplane.core.states import ErrorCode, RunStatus
+from controlplane.core.states import TERMINAL, ErrorCode, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, DispatchState, Run, Tenant, utcnow
 from controlplane.services.admission import IN_FLIGHT, automation_cap, automation_in_flight
@@ -47,6 +47,7 @@ async def stop_gracefully(task: asyncio.Task[None], *, grace: float = 10.0) -> N
 
 SWEEP_SECONDS = 60.0
 SWEEP_RETRY_SECONDS = 5.0  # after a sandbox could not be removed (services/engine.py: sweep_due)
+OVERDUE_SLACK_SECONDS = 60  # a run this far past its deadline and not finished is stuck (metric)
 CANDIDATES = 50  # queued runs of one tenant looked at per claim (FIFO), past saturated automations
 
 
@@ -72,6 +73,9 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        metrics.CONCURRENCY_LIMIT.labels("sync_per_tenant").set(settings.sync_concurrency_per_tenant)
+        metrics.CONCURRENCY_LIMIT.labels("background_total").set(settings.background_concurrency_total)
+        metrics.CONCURRENCY_LIMIT.labels("queue_per_tenant").set(settings.queue_max_per_tenant)
 
     def wake(self) -> None:
         self._wake.set()
@@ -245,6 +249,13 @@ class Dispatcher:
                     .group_by(Tenant.name)
                 )
             ).all()
+            overdue = await s.scalar(
+                select(func.count(Run.id)).where(
+                    Run.status.not_in([st.value for st in TERMINAL]),
+                    Run.deadline_at < utcnow() - timedelta(seconds=OVERDUE_SLACK_SECONDS),
+                )
+            )
+        metrics.RUNS_OVERDUE.set(int(overdue or 0))
         seen = {str(name): int(n) for name, n in rows}
         for name in list(_known_depth_labels):
             if name not in seen:

@@ -28,7 +28,7 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, TERMINAL, ErrorCode, RunStatus, transition
 from controlplane.db.session import transaction
 from controlplane.db.tables import Artifact, Automation, Run, RunLog, RunResponse, utcnow
-from controlplane.services import masking
+from controlplane.services import masking, run_hooks
 from controlplane.services.capture import ArtifactCollector, StreamCapture
 from controlplane.services.sandbox_spec import PreparedRun, prepare_run
 from controlplane.store import runs as run_store
@@ -325,6 +325,15 @@ class RunEngine:
             await _mirror_last_run(s, run, status, finished_at=now, duration=None)
             tenant = await tenant_store.get_tenant(s, run.tenant_id)
         metrics.RUNS.labels(tenant.name if tenant else run.tenant_id, status.value, run.context).inc()
+        run_hooks.publish(
+            run_hooks.run_event(
+                self.sessions,
+                tenant_id=run.tenant_id,
+                automation_id=run.automation_id,
+                run_id=run_id,
+                status=status.value,
+            )
+        )
         event = self._events.get(run_id)
         if event is not None:
             event.set()
@@ -691,9 +700,19 @@ class RunEngine:
         waiter = self._events.get(run_id)
         if waiter is not None:  # the outcome is committed: a synchronous caller may answer now
             waiter.set()
+        run_hooks.publish(  # committed, and only by the replica whose compare-and-set won: rules fire once
+            run_hooks.run_event(
+                self.sessions,
+                tenant_id=run.tenant_id,
+                automation_id=run.automation_id,
+                run_id=run_id,
+                status=status.value,
+            )
+        )
         metrics.RUNS.labels(tenant_name, status.value, run.context).inc()
         if start is not None:
             metrics.RUN_DURATION.labels(run.context).observe((now - start).total_seconds())
+            metrics.RUN_SECONDS.labels(tenant_name).inc(max(0.0, (now - start).total_seconds()))
         if usage is not None:
             metrics.NETWORK_BYTES.labels(tenant_name, "rx").inc(usage.net_rx_bytes)
             metrics.NETWORK_BYTES.labels(tenant_name, "tx").inc(usage.net_tx_bytes)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from controlplane.backends import get_backend
 from controlplane.backends.base import Backend
+from controlplane.core import metrics
 from controlplane.core.auth import Principal
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.settings import Settings
@@ -23,8 +24,11 @@ from controlplane.services.dispatcher import Dispatcher
 from controlplane.services.engine import RunEngine
 from controlplane.services.exports import ExportService, load_signing_key
 from controlplane.services.housekeeping import Housekeeper
+from controlplane.services.process_jobs import ProcessJobs
+from controlplane.services.processes import ProcessService
 from controlplane.services.ratelimit import RateLimiter
 from controlplane.services.replicas import Replicas, new_replica_id
+from controlplane.services.rule_engine import RuleEngine
 from controlplane.services.runs import RunService
 from controlplane.services.scheduler import Scheduler
 from controlplane.store import tenants as tenant_store
@@ -47,8 +51,10 @@ class Platform:
     scheduler: Scheduler
     exports: ExportService
     ratelimiter: RateLimiter
+    process_jobs: ProcessJobs | None = None
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
+    rule_engine: RuleEngine | None = None  # seed 003's automation rules, fed by services/run_hooks.py
 
     @classmethod
     async def start(cls, settings: Settings, *, backend: Backend | None = None, reconcile: bool = True) -> Platform:
@@ -79,9 +85,14 @@ class Platform:
             exports=ExportService(settings, sessions, runs, key=load_signing_key(settings)),
             ratelimiter=RateLimiter(settings, sessions),
         )
+        processes = ProcessService(settings, sessions, platform.automations, runs)
+        platform.process_jobs = ProcessJobs(settings, sessions, processes)  # notifies when a processes job ends
+        platform.process_jobs.start()
         secrets.keyring(settings)  # a bad CP_SECRETS_KEYS fails the start; unset, the key file is made now
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
+        platform.rule_engine = RuleEngine(settings, sessions, runs, platform.automations)
+        platform.rule_engine.start()
         platform.bootstrap_generated = generated
         if settings.sync_automations_on_start and settings.automations_dir.is_dir():
             report = await catalog.sync(
@@ -119,13 +130,18 @@ class Platform:
             checks["backend"] = "ok"
         except Exception as exc:
             checks["backend"] = f"unavailable: {exc}"
+        metrics.BACKEND_UP.set(1 if checks["backend"] == "ok" else 0)
         return checks
 
     async def close(self) -> None:
+        if self.rule_engine is not None:  # first: runs stopped by the shutdown fire no rule
+            await self.rule_engine.close()
         await self.scheduler.stop()  # first: a pass in progress finishes its submits, the lease is released
         await self.dispatcher.stop()
         await self.housekeeper.stop()
         await self.engine.shutdown()
+        if self.process_jobs is not None:
+            await self.process_jobs.stop()
         await self.replicas.stop()
         await self.backend.close()
         await self.db.dispose()

@@ -20,24 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL
 from controlplane.db.session import transaction
-from controlplane.db.tables import (
-    Artifact,
-    Automation,
-    Run,
-    RunEvent,
-    RunLog,
-    RunResponse,
-    Tenant,
-    Token,
-    utcnow,
-)
+from controlplane.db.tables import Run, Tenant, utcnow
+from controlplane.store import runs as run_store
 
 log = logging.getLogger("controlplane.retention")
 
@@ -147,20 +138,5 @@ class Retention:
                 return 0
             run_ids = [r.id for r in rows]
             automation_ids = sorted({r.automation_id for r in rows})
-            quiet = {"synchronize_session": False}
-            await s.execute(delete(RunLog).where(RunLog.run_id.in_(run_ids)).execution_options(**quiet))
-            await s.execute(delete(Artifact).where(Artifact.run_id.in_(run_ids)).execution_options(**quiet))
-            for child in (RunResponse, RunEvent):
-                await s.execute(delete(child).where(child.run_id.in_(run_ids)).execution_options(**quiet))
-            await s.execute(delete(Token).where(Token.run_id.in_(run_ids)).execution_options(**quiet))
-            await s.execute(
-                update(Automation)
-                .where(Automation.id.in_(automation_ids), Automation.last_run_id.in_(run_ids))
-                .values(last_run_id=None)
-                .execution_options(**quiet)
-            )
-            # status re-checked: a run is final forever, but the delete must never take one that is not
-            result = await s.execute(
-                delete(Run).where(Run.id.in_(run_ids), Run.status.in_(_FINAL)).execution_options(**quiet)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            # status re-checked there: a run is final forever, but the delete must never take one that is not
+            return await run_store.delete_final(s, run_ids, automation_ids)

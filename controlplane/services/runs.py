@@ -19,13 +19,13 @@ from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from controlplane.core.filters import parse_filter, parse_sort
-from controlplane.core.schemas import ArtifactPublic, NetworkMetrics, RunMetrics, RunPublic
+from controlplane.core.schemas import ArtifactPublic, RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus, transition
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, Run, utcnow
-from controlplane.services import admission
-from controlplane.services.automations import duration_seconds
+from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
+from controlplane.services import admission, parameters
+from controlplane.services.automations import duration_seconds, run_metrics
 from controlplane.services.engine import RunEngine
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as store
@@ -69,10 +69,12 @@ class RunService:
         automation_version: int | None = None,
         schedule_id: str | None = None,
         scheduled_start_time: datetime | None = None,
+        started_by_rule: tuple[int, int] | None = None,
     ) -> Run:
         """Record a run (queued) and hand it to the engine. ``automation_version`` pins a version (retry);
-        ``schedule_id``/``scheduled_start_time`` mark a scheduled run. Raises QuotaExceeded (429) when
-        the tenant's synchronous slots or its queue are full."""
+        ``schedule_id``/``scheduled_start_time`` mark a scheduled run; ``started_by_rule`` (rule id, depth)
+        a run an automation rule started. Raises QuotaExceeded (429) when the tenant's synchronous slots or
+        its queue are full."""
         principal.require(Permission.RUN)
         if len(input_data) > self.settings.input_max_bytes:
             raise PayloadTooLarge(f"the run's input is above {self.settings.input_max_bytes} bytes")
@@ -84,6 +86,9 @@ class RunService:
                 raise NotFound(f"automation {automation_id} does not exist")
             if automation.state == AutomationState.DISABLED.value:
                 raise Conflict("the automation is disabled; enable it to run it", code="AUTOMATION_DISABLED")
+            if automation.parameters:  # typed parameters: 400 listing every problem, defaults filled in
+                input_data = parameters.validate_input(automation.parameters, input_data)
+                input_content_type = "application/json"
             now = utcnow()
             if synchronous:
                 await admission.admit_sync(s, self.settings, tenant, automation, now)
@@ -117,10 +122,13 @@ class RunService:
             )
             s.add(run)
             await s.flush()
+            if started_by_rule is not None:  # with the run, so its end already knows its depth (loop cut)
+                s.add(RuleRun(run_id=run.id, rule_id=started_by_rule[0], depth=started_by_rule[1]))
             await s.execute(
                 update(Automation)
                 .where(Automation.id == automation.id)
-                .values(last_run_id=run.id, last_run_status=RunStatus.QUEUED.value)
+                # seed 004's lastRunStatus has no "queued": a run waiting in the queue has not started
+                .values(last_run_id=run.id, last_run_status=RunStatus.NOT_STARTED.value)
             )
         metrics.RUNS_CREATED.labels(principal.tenant_name, context.value).inc()
         if synchronous:
@@ -237,8 +245,6 @@ class RunService:
             texts[stream] = data[:limit].decode("utf-8", errors="replace")
         arts = await store.artifact_meta(s, run.id)
         prefix = f"{base_url}/api/v1/automations/{run.automation_id}/runs/{run.id}/artifacts/"
-        m = run.metrics or {}
-        net = m.get("network", {})
         duration_ms = (
             int((run.stop_time - run.start_time).total_seconds() * 1000) if run.start_time and run.stop_time else None
         )
@@ -259,12 +265,7 @@ class RunService:
             stdout_inline_truncated=cut["stdout"],
             stderr_inline_truncated=cut["stderr"],
             error=run.errors or [],
-            metrics=RunMetrics(
-                network=NetworkMetrics(rx_bytes=int(net.get("rxBytes", 0)), tx_bytes=int(net.get("txBytes", 0))),
-                total_api_calls=run.api_calls or 0,  # requests made with the run's own token
-                cpu_seconds=float(m.get("cpuSeconds", 0.0)),
-                memory_peak_bytes=int(m.get("memoryPeakBytes", 0)),
-            ),
+            metrics=run_metrics(run),
             artifacts=[
                 ArtifactPublic(path=p, size=n, sha256=h, content_type=ct, href=prefix + p) for p, n, h, ct in arts
             ],
@@ -284,6 +285,7 @@ class RunService:
             is_test_run=run.is_test_run,
             archived=run.archived,
             is_archived=run.archived,
+            billable=run.start_time is not None,
         )
 
     # --- logs and artifacts -------------------------------------------------------------------------

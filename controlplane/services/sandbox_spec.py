@@ -36,7 +36,7 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, NetworkMode, Role, RunStatus, transition
 from controlplane.db.session import transaction
 from controlplane.db.tables import utcnow
-from controlplane.services import limits, secrets
+from controlplane.services import limits, parameters, secrets
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
@@ -132,6 +132,7 @@ async def prepare_run(
             )
             dsn = configured.env.get("DSN") or (tenant.settings or {}).get("dsn") or secrets.build_dsn(configured.env)
             env.update(_platform_env(settings, backend, network, run_id, automation.id, tenant.name, token, dsn))
+            env.update(parameters.run_env(prefix, spec.get("parameters"), run.input or b""))  # typed parameters
         files = {path: str(text).encode() for path, text in spec.get("files", {}).items()}
         run_spec = RunSpec(
             run_id=run.id,

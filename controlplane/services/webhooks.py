@@ -17,6 +17,7 @@ from controlplane.core.auth import Principal, same_secret
 from controlplane.core.errors import BadRequest, Unauthorized
 from controlplane.core.states import Role, RunContext
 from controlplane.db.tables import Run
+from controlplane.services import run_hooks
 from controlplane.services.runs import RunService
 from controlplane.store import automations as store
 from controlplane.store import tenants as tenant_store
@@ -69,7 +70,7 @@ async def execute(
     elif not body:
         input_type = None
     principal = Principal(tenant_id, tenant_name, owner_id, Role.OPERATOR, token_id="webhook")
-    return await runs.submit(
+    run = await runs.submit(
         principal,
         automation_id,
         context=RunContext.WEBHOOK,
@@ -77,3 +78,8 @@ async def execute(
         input_content_type=input_type,
         title="",
     )
+    details = {"contentType": input_type, "body": body}
+    run_hooks.publish(
+        run_hooks.Event(run_hooks.EventKind.WEBHOOK_ARRIVED, tenant_id, automation_id, sessions, run.id, data=details)
+    )
+    return run

@@ -106,6 +106,14 @@ async def get_version(session: AsyncSession, automation_id: str, version: int) -
     return await session.get(AutomationVersion, (automation_id, version))
 
 
+async def remove_versions(session: AsyncSession, automation_id: str, *, keep: set[int]) -> None:
+    """Forget the automation's versions (its change log) except ``keep`` (current, and those runs use)."""
+    stmt = delete(AutomationVersion).where(AutomationVersion.automation_id == automation_id)
+    if keep:
+        stmt = stmt.where(AutomationVersion.version.not_in(sorted(keep)))
+    await session.execute(stmt.execution_options(synchronize_session=False))
+
+
 async def schedules_of(session: AsyncSession, automation_ids: list[str]) -> dict[str, list[Schedule]]:
     out: dict[str, list[Schedule]] = {a: [] for a in automation_ids}
     if not automation_ids:

@@ -71,6 +71,8 @@ _COMPARABLE: dict[type, tuple[type, ...]] = {str: (str,), int: (int, float), flo
 def _check_type(attr: str, op: str, py: type | None, value: Any) -> None:
     if op in ("co", "sw", "ew"):
         fits = py is str
+    elif py is bool:  # flags (billable): eq/ne true or false only
+        fits = op in ("eq", "ne", "pr") and (op == "pr" or isinstance(value, bool))
     elif op == "pr" or value is None or py not in _COMPARABLE:
         fits = True
     else:

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.filters import Node
-from controlplane.core.states import RunStatus
-from controlplane.db.tables import Artifact, Run, RunEvent, RunLog, utcnow
+from controlplane.core.states import TERMINAL, RunStatus
+from controlplane.db.tables import (
+    Artifact,
+    Automation,
+    ProcessJob,
+    RuleRun,
+    Run,
+    RunEvent,
+    RunLog,
+    RunResponse,
+    Token,
+    utcnow,
+)
 from controlplane.store.query import PageResult, paginate, to_sql
 
 _c = Run.__table__.c
@@ -25,6 +36,8 @@ FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "executedById": _c.executed_by_id,
     "createdAt": _c.created_at,
     "exitCode": _c.exit_code,
+    # seed 004's billable: the run got a sandbox (and so counts in usage), i.e. it has a startTime
+    "billable": _c.start_time.is_not(None).label("billable"),
 }
 SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "id": _c.id,
@@ -101,6 +114,44 @@ async def count_active_for_automation(session: AsyncSession, automation_id: str,
         .where(Run.automation_id == automation_id, Run.status.in_([s.value for s in statuses]))
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+# --- deleting history (retention, change-owner) ----------------------------------------------------
+
+_FINAL = sorted(s.value for s in TERMINAL)
+
+
+async def final_ids_of(session: AsyncSession, automation_id: str) -> list[str]:
+    """The automation's runs that have ended (its history; unfinished runs are not history yet)."""
+    stmt = select(Run.id).where(Run.automation_id == automation_id, Run.status.in_(_FINAL))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def versions_in_use(session: AsyncSession, automation_id: str) -> set[int]:
+    stmt = select(Run.automation_version).where(Run.automation_id == automation_id).distinct()
+    return {int(v) for v in (await session.execute(stmt)).scalars()}
+
+
+async def delete_final(session: AsyncSession, run_ids: list[str], automation_ids: list[str]) -> int:
+    """Delete final runs with their log chunks, artifacts, responses, events, run tokens, process jobs and rule
+    links (explicitly, no reliance on cascades) and clear ``automations.last_run_id`` where it points at one of
+    them. A run that is not final is never deleted, whatever the caller passed. ``automation_ids``: those the runs belong to
+    (so the lastRun update goes by primary key). Returns how many runs went."""
+    if not run_ids:
+        return 0
+    quiet = {"synchronize_session": False}
+    for child in (RunLog, Artifact, RunResponse, RunEvent, Token, ProcessJob, RuleRun):
+        await session.execute(delete(child).where(child.run_id.in_(run_ids)).execution_options(**quiet))
+    await session.execute(
+        update(Automation)
+        .where(Automation.id.in_(automation_ids), Automation.last_run_id.in_(run_ids))
+        .values(last_run_id=None)
+        .execution_options(**quiet)
+    )
+    result = await session.execute(
+        delete(Run).where(Run.id.in_(run_ids), Run.status.in_(_FINAL)).execution_options(**quiet)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- logs -------------------------------------------------------------------------------------------

@@ -154,6 +154,9 @@ def test_every_field_has_a_description_and_a_known_group() -> None:
     known |= {"scripting"}  # seed 002: a script's own HTTP response
     known |= {"secrets"}  # tenant variables and secrets; seed 000's tenant hosts
     known |= {"api"}  # per-user rate limits, signed export/debug links
+    known |= {"kubernetes"}  # the Kubernetes Job backend
+    known |= {"rules"}  # seed 003's automation rules
+    known |= {"notifications"}  # seed 001: processes jobs' e-mail (CP_SMTP_*)
     for name, field in Settings.model_fields.items():
         assert field.description and field.description.strip(), name
         assert "|" not in field.description, f"{name}: a pipe would break the README table"

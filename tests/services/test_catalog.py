@@ -10,7 +10,7 @@ from controlplane.services import catalog
 from controlplane.services.platform import Platform
 
 REPO_AUTOMATIONS = Path(__file__).resolve().parents[2] / "automations"
-SHIPPED = {"A000-run-test", "A002-tools-minimal", "A010-sales-report", "A011-archive-cleanup"}
+SHIPPED = {"A000-run-test", "A002-tools-minimal", "A010-sales-report", "A011-archive-cleanup", "A020-report-demo"}
 
 
 async def test_shipped_automations_load_and_resync_is_idempotent(platform: Platform) -> None:
@@ -25,6 +25,11 @@ async def test_shipped_automations_load_and_resync_is_idempotent(platform: Platf
     cleanup = items[0]
     assert cleanup.network.value == "api" and cleanup.args == ["--days", "30"]
     assert cleanup.schedules[0].cron == "0 3 * * *" and cleanup.run_mode.value == "scheduled"
+    items, _ = await platform.automations.search(
+        admin, filter_text='name eq "A020-report-demo"', sort=None, limit=5, cursor=None
+    )
+    declared = {p.name: p for p in items[0].parameters}  # typed parameters from automation.json
+    assert declared["Warehouse"].mandatory and declared["MinQty"].type == "integer" and declared["MinQty"].default == 0
 
 
 async def test_changed_folder_is_updated_with_a_new_version(platform: Platform, tmp_path: Path) -> None:

@@ -113,7 +113,8 @@ async def copy_automation(
 
 @router.post("/{id}/actions/change-owner", status_code=204, response_class=Response)
 async def change_owner(id: str, body: OwnerChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    """Give the automation to another user of the tenant (tenant admins)."""
+    """Give the automation to another user of the tenant (tenant admins). As seed 004 says, this removes the
+    automation's history and change log: its ended runs and the versions no unfinished run uses."""
     await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
     return Response(status_code=204)
 

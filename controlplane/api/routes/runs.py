@@ -105,9 +105,12 @@ async def list_runs(
     sort: Annotated[str | None, Query(description="id, status, startTime, createdAt with +/- prefix.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     page: Annotated[str | None, Query(description="Cursor from links.next / links.prev.")] = None,
+    query: Annotated[
+        str | None, Query(description="Seed 004's example spells sort this way (?query=-startTime): the same as sort.")
+    ] = None,
 ) -> Page[RunPublic]:
     items, result = await platform.runs.search(
-        principal, id, filter_text=filter, sort=sort, limit=limit, cursor=page, base_url=base_url(request)
+        principal, id, filter_text=filter, sort=sort or query, limit=limit, cursor=page, base_url=base_url(request)
     )
     return Page[RunPublic](data=items, links=page_links(request, result))
 
