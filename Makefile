@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv docker image smoke postgres migrate run test lint bench docs clean
+.PHONY: help venv docker image smoke postgres kube migrate run test lint bench docs clean
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ smoke: docker ## smoke-test the sandbox image
 
 postgres: ## make sure a PostgreSQL for the tests runs; prints its URL
 	@bash scripts/ensure-postgres.sh
+
+kube: ## build (once, cached) the Kubernetes 1.20 control plane tests/kube runs; prints its bin directory
+	@bash scripts/ensure-kube-apiserver.sh
 
 migrate: venv ## apply the database migrations (CP_DATABASE_URL, default ./data SQLite)
 	@mkdir -p data

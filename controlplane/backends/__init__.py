@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     # name: (module, class, pip requirement that provides the engine client)
     "docker": ("controlplane.backends.docker", "DockerBackend", "docker"),
-    "kubernetes": ("controlplane.backends.kubernetes", "KubernetesBackend", "kubernetes"),
+    "kubernetes": ("controlplane.backends.kubernetes", "KubernetesBackend", "kubernetes_asyncio"),
     "fake": ("controlplane.backends.fake", "FakeBackend", ""),
 }
 

@@ -135,8 +135,8 @@ async def versions_in_use(session: AsyncSession, automation_id: str) -> set[int]
 async def delete_final(session: AsyncSession, run_ids: list[str], automation_ids: list[str]) -> int:
     """Delete final runs with their log chunks, artifacts, responses, events, run tokens, process jobs and rule
     links (explicitly, no reliance on cascades) and clear ``automations.last_run_id`` where it points at one of
-    them. A run that is not final is never deleted, whatever the caller passed. ``automation_ids``: those the runs belong to
-    (so the lastRun update goes by primary key). Returns how many runs went."""
+    them. A run that is not final is never deleted, whatever the caller passed. ``automation_ids``: those the
+    runs belong to (so the lastRun update goes by primary key). Returns how many runs went."""
     if not run_ids:
         return 0
     quiet = {"synchronize_session": False}

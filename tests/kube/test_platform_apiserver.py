@@ -1,0 +1,102 @@
+"""Runs started over HTTP on a platform whose engine is the real API server (CP_BACKEND=kubernetes).
+
+The same paths as test_backend_apiserver.py, one layer up: what the node reports (played by the test) must
+come out of the native API as the run's status, exit code and error code, and a stop through the API must
+delete the Job — exactly as with Docker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from controlplane.backends.kubernetes_manifests import job_name
+from controlplane.services.platform import Platform
+from tests.conftest import client_for
+from tests.kube.cluster import BACKEND_TOKEN, BACKEND_USER, ControlPlane
+from tests.kube.node import Node, eventually
+
+TERMINAL = {"finished", "finished with warnings", "failed", "stopped", "exceeded limit", "not started"}
+
+
+async def start_run(api: httpx.AsyncClient, code: str) -> dict[str, Any]:
+    r = await api.post("/api/v1/automations", json={"name": "on-kube", "code": code})
+    assert r.status_code == 201, r.text
+    automation = r.json()["id"]
+    r = await api.post(f"/api/v1/automations/{automation}/runs", json={"context": "api_async"})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def finished(api: httpx.AsyncClient, run: dict[str, Any]) -> dict[str, Any]:
+    path = f"/api/v1/automations/{run['automationId']}/runs/{run['id']}"
+
+    async def probe() -> dict[str, Any] | None:
+        r = await api.get(path)
+        assert r.status_code == 200, r.text
+        body = dict(r.json())
+        return body if body["status"] in TERMINAL else None
+
+    return await eventually(probe, what=f"run {run['id']} to end", timeout=90)
+
+
+@pytest.fixture
+async def platform(make_platform: Any, sqlite_url: str, kube: ControlPlane, node: Node) -> Platform:
+    kubeconfig = kube.user_kubeconfig(BACKEND_USER, BACKEND_TOKEN)
+    made: Platform = await make_platform(
+        sqlite_url, backend="kubernetes", k8s_kubeconfig=kubeconfig, k8s_namespace=node.namespace, tenant_volumes=False
+    )
+    return made
+
+
+def _job(platform: Platform, run: dict[str, Any]) -> str:
+    return job_name(platform.settings, run["id"])
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "status", "error_code"),
+    [
+        (0, None, "finished", None),
+        (3, None, "failed", "NON_ZERO_EXIT"),
+        (137, "OOMKilled", "exceeded limit", "OUT_OF_MEMORY"),
+        (None, "DeadlineExceeded", "exceeded limit", "RUN_TIMEOUT"),
+    ],
+    ids=["success", "exit-code", "oom", "job-deadline"],
+)
+async def test_run_outcomes_over_http(
+    platform: Platform, node: Node, exit_code: int | None, reason: str | None, status: str, error_code: str | None
+) -> None:
+    async with client_for(platform) as api:
+        run = await start_run(api, "print('the node played by the test decides')")
+        job = _job(platform, run)
+        await node.run(job)
+        if exit_code is None:
+            await node.expire(job)
+        else:
+            await node.exit(job, exit_code, reason=reason)
+        body = await finished(api, run)
+    assert body["status"] == status, body
+    assert body["exitCode"] == exit_code, body
+    codes = [e["code"] for e in body["error"]]
+    assert (error_code in codes) if error_code else codes == [], body["error"]
+    await node.gone("jobs", job, group="batch/v1")
+
+
+async def test_stop_over_http_deletes_the_job(platform: Platform, node: Node) -> None:
+    async with client_for(platform) as api:
+        run = await start_run(api, "import time; time.sleep(3600)")
+        job = _job(platform, run)
+        await node.run(job)
+
+        # the engine marks a run "running" on the runner's first frame, read from the pod's log; without a
+        # kubelet there is none, so the run is "starting" while its pod runs
+        r = await api.get(f"/api/v1/automations/{run['automationId']}/runs/{run['id']}")
+        assert r.json()["status"] in ("starting", "running"), r.text
+        r = await api.post(f"/api/v1/automations/{run['automationId']}/runs/{run['id']}/actions/stop")
+        assert r.status_code == 204, r.text
+        body = await finished(api, run)
+    assert body["status"] == "stopped", body
+    await node.gone("jobs", job, group="batch/v1")  # foreground deletion: its pod went first
+    assert await node.pods(job) == []
