@@ -6,10 +6,12 @@ When they cannot be built the tests skip with the script's reason — except in 
 failure. One control plane serves the session; every test gets a namespace of its own, with a Role and
 RoleBinding granting the backend's user exactly the permissions the backend documents (helpers/f-api.md,
 the chart's Role), so a call the backend makes without permission fails here as it would in a cluster.
+Tests that want their pods really run ask for ``kubelet`` (kubelet.py) instead of playing the node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -25,6 +27,7 @@ from controlplane.backends.kubernetes import KubernetesBackend
 from controlplane.core.settings import Settings
 from tests.backends.conftest import IMAGE, make_spec  # noqa: F401 - the run-spec factory fixture, shared
 from tests.kube.cluster import ADMIN_TOKEN, BACKEND_TOKEN, BACKEND_USER, ControlPlane, ControlPlaneError
+from tests.kube.kubelet import Kubelet
 from tests.kube.node import Node, eventually
 
 HERE = Path(__file__).parent
@@ -144,3 +147,23 @@ async def make_backend(kube: ControlPlane, node: Node) -> AsyncIterator[BackendF
     yield factory
     for backend in made:
         await backend.close()
+
+
+@pytest.fixture
+async def kubelet(kube: ControlPlane, node: Node, tmp_path: Path) -> AsyncIterator[Kubelet]:
+    """A kubelet (kubelet.py) that really runs the test namespace's pods with Docker; it must end with no
+    error of its own and no container left behind."""
+    running = Kubelet(kube, node.namespace, tmp_path / "kubelet")
+    await asyncio.to_thread(running.start)
+    try:
+        yield running
+    finally:
+        left = await asyncio.to_thread(running.leftovers)
+        for _ in range(150):  # a deleted pod's container may still be in its grace period: let it end
+            if not left:
+                break
+            await asyncio.sleep(0.2)
+            left = await asyncio.to_thread(running.leftovers)
+        await asyncio.to_thread(running.stop)
+    assert not running.errors, running.errors
+    assert not left, f"the kubelet left containers behind: {left}"
