@@ -208,6 +208,9 @@ class Settings(BaseSettings):
         10.0, "engine", "Life of the scheduler lease; another replica takes over this long after its holder dies.", gt=0
     )
     scheduler_poll_seconds: float = _f(1.0, "engine", "How often the scheduler looks for due schedules.", gt=0)
+    backend_probe_seconds: float = _f(
+        15.0, "engine", "How often the sandbox engine is pinged for controlplane_backend_up (0: only by /readyz).", ge=0
+    )
 
     # --- automations --------------------------------------------------------------------------------
     automations_dir: Path = _f(Path("./automations"), "automations", "Directory of A###-Name automations.")

@@ -3,6 +3,7 @@ seconds per tenant, runs stuck past their deadline, and whether the engine answe
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -83,3 +84,23 @@ async def test_backend_up_follows_readiness(make_platform: PlatformFactory, sqli
         platform.backend.available = True  # type: ignore[attr-defined]
         assert (await client.get("/readyz")).status_code == 200
         assert sample("controlplane_backend_up") == 1
+
+
+async def test_backend_up_is_kept_current_without_readiness_probes(
+    make_platform: PlatformFactory, sqlite_url: str
+) -> None:
+    platform = await make_platform(sqlite_url, backend_probe_seconds=0.05)
+    assert platform.backend_probe is not None
+
+    async def becomes(value: float) -> None:
+        for _ in range(200):
+            if sample("controlplane_backend_up") == value:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"controlplane_backend_up never became {value}")
+
+    await becomes(1)
+    platform.backend.available = False  # type: ignore[attr-defined]
+    await becomes(0)
+    platform.backend.available = True  # type: ignore[attr-defined]
+    await becomes(1)
