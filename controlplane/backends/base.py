@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from controlplane.backends.protocol import Frame
@@ -112,6 +112,10 @@ class Outcome:
     finished_at: datetime | None = None
     detail: str | None = None  # engine-side explanation when something odd happened
 
+    def with_detail(self, note: str) -> Outcome:
+        """The same outcome with ``note`` added to its detail."""
+        return replace(self, detail=f"{self.detail}; {note}" if self.detail else note)
+
 
 class Execution(abc.ABC):
     """One launched sandbox: its frames, then its outcome."""
@@ -133,6 +137,54 @@ class Execution(abc.ABC):
 
     async def release(self) -> None:  # noqa: B027 - engines whose collect() removes need nothing here
         """Remove the sandbox after ``collect``; safe to call twice."""
+
+
+class SingleUseExecution(Execution):
+    """The lifecycle a real engine's sandbox shares (Docker, Kubernetes): the outcome is collected once and
+    the sandbox removed once; a removal failure becomes a note in the outcome's detail, and a failure while
+    collecting removes the sandbox before the error propagates. Engines supply ``_collect`` and
+    ``_remove_sandbox``."""
+
+    _outcome: Outcome | None = None
+    _released: bool = False
+
+    @abc.abstractmethod
+    async def _collect(self) -> Outcome:
+        """Exit status and usage of the ended sandbox."""
+
+    @abc.abstractmethod
+    async def _remove_sandbox(self) -> str | None:
+        """Remove the sandbox; a failure is logged and returned as a note for the outcome (never raised)."""
+
+    def _before_collect(self) -> None:
+        """Called before the outcome is collected (e.g. stop reading the sandbox's stream)."""
+
+    async def finish(self) -> Outcome:
+        outcome = await self.collect()
+        note = await self._remove()
+        if note:
+            outcome = self._outcome = outcome.with_detail(note)
+        return outcome
+
+    async def collect(self) -> Outcome:
+        if self._outcome is not None:
+            return self._outcome
+        self._before_collect()
+        try:
+            self._outcome = await self._collect()
+        except BaseException:
+            await self._remove()
+            raise
+        return self._outcome
+
+    async def release(self) -> None:
+        await self._remove()
+
+    async def _remove(self) -> str | None:
+        if self._released:
+            return None
+        self._released = True
+        return await self._remove_sandbox()
 
 
 class Backend(abc.ABC):

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from controlplane.backends.base import Execution, Outcome, RunHandle, Usage
+from controlplane.backends.base import Outcome, RunHandle, SingleUseExecution, Usage
 from controlplane.backends.docker_stream import STDERR, STDOUT, ChunkPump, Demuxer
 from controlplane.backends.docker_usage import host_usage
 from controlplane.backends.protocol import Exited, Frame, FrameParser
@@ -46,7 +46,7 @@ class Engine(Protocol):
     async def remove(self, ref: str) -> None: ...
 
 
-class DockerExecution(Execution):
+class DockerExecution(SingleUseExecution):
     def __init__(
         self,
         engine: Engine,
@@ -65,8 +65,6 @@ class DockerExecution(Execution):
         self._parser = FrameParser()
         self._exited: Exited | None = None
         self._diag = bytearray()
-        self._outcome: Outcome | None = None
-        self._released = False
 
     @property
     def diagnostics(self) -> str:
@@ -101,32 +99,10 @@ class DockerExecution(Execution):
         finally:
             self._pump.close()  # on cancel too: the socket is shut down and the reader thread ends
 
-    async def finish(self) -> Outcome:
-        outcome = await self.collect()
-        note = await self._remove()
-        if note:
-            outcome = self._outcome = _with_detail(outcome, note)
-        return outcome
-
-    async def collect(self) -> Outcome:
-        if self._outcome is not None:
-            return self._outcome
+    def _before_collect(self) -> None:
         self._pump.close()
-        try:
-            self._outcome = await self._collect()
-        except BaseException:
-            await self._remove()
-            raise
-        return self._outcome
 
-    async def release(self) -> None:
-        await self._remove()
-
-    async def _remove(self) -> str | None:
-        """Remove the container (once); a failure is logged and returned as a note for the outcome."""
-        if self._released:
-            return None
-        self._released = True
+    async def _remove_sandbox(self) -> str | None:
         try:
             await self._engine.remove(self.handle.ref)
         except Exception as exc:  # the reconciler sweeps labelled leftovers; keep the run's facts
@@ -198,11 +174,6 @@ class DockerExecution(Execution):
         if self.stopped:
             return Outcome(KILLED_EXIT, False, Usage(), finished_at=now, detail="stopped by the control plane")
         return Outcome(None, False, Usage(), detail="the sandbox vanished before it reported an exit status")
-
-
-def _with_detail(outcome: Outcome, note: str) -> Outcome:
-    detail = f"{outcome.detail}; {note}" if outcome.detail else note
-    return Outcome(outcome.exit_code, outcome.oom_killed, outcome.usage, outcome.finished_at, detail)
 
 
 def _with_runner_numbers(usage: Usage, exited: Exited) -> Usage:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from controlplane.backends.base import Execution, Outcome, RunHandle, Usage
+from controlplane.backends.base import Outcome, RunHandle, SingleUseExecution, Usage
 from controlplane.backends.kubernetes_client import KubeClient, KubeError, KubeNotFound
 from controlplane.backends.kubernetes_manifests import CONTAINER
 from controlplane.backends.kubernetes_watch import FATAL_WAITING, PULL_ERRORS, PodView, RunState, RunWatch
@@ -59,7 +59,7 @@ async def delete_run_objects(client: KubeClient, namespace: str, job: str, bundl
             pass
 
 
-class KubeExecution(Execution):
+class KubeExecution(SingleUseExecution):
     def __init__(
         self,
         client: KubeClient,
@@ -86,8 +86,6 @@ class KubeExecution(Execution):
         self._parser = FrameParser()
         self._exited: Exited | None = None
         self._stream_note: str | None = None
-        self._outcome: Outcome | None = None
-        self._released = False
 
     @property
     def bad_lines(self) -> int:
@@ -169,31 +167,7 @@ class KubeExecution(Execution):
         finally:
             resp.release()
 
-    async def finish(self) -> Outcome:
-        outcome = await self.collect()
-        note = await self._remove()
-        if note:
-            detail = f"{outcome.detail}; {note}" if outcome.detail else note
-            outcome = Outcome(outcome.exit_code, outcome.oom_killed, outcome.usage, outcome.finished_at, detail)
-        return outcome
-
-    async def collect(self) -> Outcome:
-        if self._outcome is not None:
-            return self._outcome
-        try:
-            self._outcome = await self._collect()
-        except BaseException:
-            await self._remove()
-            raise
-        return self._outcome
-
-    async def release(self) -> None:
-        await self._remove()
-
-    async def _remove(self) -> str | None:
-        if self._released:
-            return None
-        self._released = True
+    async def _remove_sandbox(self) -> str | None:
         try:
             await delete_run_objects(
                 self._client, self.namespace, self.handle.ref, self._bundle, kind=self._bundle_kind
