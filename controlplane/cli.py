@@ -160,7 +160,7 @@ def tokens_create(tenant: str, user: str, role: str, description: str, create_te
     """Create a token and print it once (only its hash is stored)."""
     from controlplane.core.errors import ControlPlaneError
     from controlplane.db.session import create_engine, session_factory
-    from controlplane.services import tenancy
+    from controlplane.services.tenancy import tenants as tenancy
 
     settings = Settings()
     upgrade(settings.database_url)
@@ -215,7 +215,7 @@ def tenants_configure(
 
     from controlplane.core.errors import ControlPlaneError
     from controlplane.db.session import create_engine, session_factory
-    from controlplane.services import tenancy
+    from controlplane.services.tenancy import tenants as tenancy
 
     settings = Settings()
     upgrade(settings.database_url)
@@ -263,8 +263,9 @@ def automations_sync(directory: Path | None, tenant: str | None) -> None:
     from controlplane.core.auth import Principal
     from controlplane.core.states import Role
     from controlplane.db.session import create_engine, session_factory
-    from controlplane.services import catalog, tenancy
-    from controlplane.services.automations import AutomationService
+    from controlplane.services.automations import catalog
+    from controlplane.services.automations.service import AutomationService
+    from controlplane.services.tenancy import tenants as tenancy
     from controlplane.store import tenants as tenant_store
 
     settings = Settings()
@@ -404,7 +405,7 @@ def secrets_re_encrypt() -> None:
     """Store every tenant's secrets under the first key of CP_SECRETS_KEYS (after putting a new key first)."""
     from controlplane.core.errors import ControlPlaneError
     from controlplane.db.session import create_engine, session_factory
-    from controlplane.services.secrets import SecretService, keyring
+    from controlplane.services.tenancy.secrets import SecretService, keyring
 
     settings = Settings()
     _setup_logging("warning")

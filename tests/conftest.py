@@ -126,7 +126,7 @@ async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def new_token(platform: Platform, *, role: str, tenant: str | None = None, user: str | None = None) -> str:
-    from controlplane.services import tenancy
+    from controlplane.services.tenancy import tenants as tenancy
 
     token, *_ = await tenancy.issue_token(
         platform.sessions,

@@ -8,8 +8,9 @@ from fastapi import Depends, Request
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.schemas import Href, Links
-from controlplane.services import tenancy, usage
 from controlplane.services.platform import Platform
+from controlplane.services.runs import usage
+from controlplane.services.tenancy import tenants as tenancy
 from controlplane.store.query import PageResult
 
 
@@ -41,7 +42,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 async def automation_in_view(request: Request, platform: PlatformDep) -> None:
     """Router dependency of the runs routes: an automation's runs (logs, artifacts, ...) are seen by whoever
-    sees the automation (services/spaces.py): 404 for one the caller may not see, 403 when their space role
+    sees the automation (services/tenancy/spaces.py): 404 for one the caller may not see, 403 when their space role
     does not allow the method (GET/HEAD: read; others: run). Requests without an Authorization header are
     left to the route (its own 401, or a signed link's check)."""
     automation_id = request.path_params.get("id")

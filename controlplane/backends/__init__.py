@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     # name: (module, class, pip requirement that provides the engine client)
-    "docker": ("controlplane.backends.docker", "DockerBackend", "docker"),
-    "kubernetes": ("controlplane.backends.kubernetes", "KubernetesBackend", "kubernetes_asyncio"),
+    "docker": ("controlplane.backends.docker.backend", "DockerBackend", "docker"),
+    "kubernetes": ("controlplane.backends.kubernetes.backend", "KubernetesBackend", "kubernetes_asyncio"),
     "fake": ("controlplane.backends.fake", "FakeBackend", ""),
 }
 

@@ -73,7 +73,7 @@ class Skipped:
 
 @dataclass(frozen=True)
 class ResponseHead:
-    """The script's own HTTP answer as the runner found it (unvalidated text; see services/capture.py)."""
+    """The script's own HTTP answer as the runner found it (unvalidated text; see services/execution/capture.py)."""
 
     status: str | None
     content_type: str | None

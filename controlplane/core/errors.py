@@ -46,6 +46,10 @@ class BadRequest(ControlPlaneError):
     title = "Bad request"
 
 
+class InvalidJson(BadRequest):
+    code = "INVALID_JSON"
+
+
 class ValidationFailed(ControlPlaneError):
     status_code = 422
     code = "VALIDATION_FAILED"
@@ -72,6 +76,12 @@ class NotFound(ControlPlaneError):
     status_code = 404
     code = "NOT_FOUND"
     title = "Not found"
+
+
+class MethodNotAllowed(ControlPlaneError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    title = "Method not allowed"
 
 
 class Conflict(ControlPlaneError):
@@ -189,3 +199,22 @@ class LinkExpired(ControlPlaneError):
     status_code = 410
     code = "LINK_EXPIRED"
     title = "The link has expired"
+
+
+def for_http_status(status: int, detail: str) -> ControlPlaneError:
+    """The error for a status the web framework answered by itself (no route, wrong method, ...)."""
+    known: dict[int, type[ControlPlaneError]] = {
+        400: BadRequest,
+        401: Unauthorized,
+        403: Forbidden,
+        404: NotFound,
+        405: MethodNotAllowed,
+        409: Conflict,
+        413: PayloadTooLarge,
+        422: ValidationFailed,
+        429: RateLimited,
+        431: HeadersTooLarge,
+        503: StorageUnavailable,
+    }
+    kind = known.get(status, BadRequest if status < 500 else ControlPlaneError)
+    return kind(detail, title=detail)

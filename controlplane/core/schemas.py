@@ -69,7 +69,7 @@ ParameterType = Literal["string", "integer", "number", "boolean", "date", "datet
 
 
 class ParameterSpec(Wire):
-    """A typed run parameter an automation declares (services/parameters.py validates runs against them)."""
+    """A typed run parameter an automation declares (services/automations/parameters.py validates runs against them)."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="Key in the run's JSON input.")
     type: ParameterType = "string"

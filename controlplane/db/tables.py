@@ -177,7 +177,9 @@ class Automation(Base):
     last_run_at: Mapped[datetime | None]
     last_run_status: Mapped[str | None] = mapped_column(String(32))
     last_run_duration: Mapped[float | None]
-    parameters: Mapped[list[Any]] = mapped_column(default=list)  # typed run parameters (services/parameters.py)
+    parameters: Mapped[list[Any]] = mapped_column(
+        default=list
+    )  # typed run parameters (services/automations/parameters.py)
 
 
 class AutomationVersion(Base):
@@ -380,7 +382,7 @@ class TenantVariable(Base):
     """A tenant's plain variable or secret, given to every run of the tenant as ``<prefix><NAME>``.
 
     A variable keeps its ``value`` in clear; a secret keeps only ``ciphertext`` (Fernet, see
-    services/secrets.py), ``key_id`` (the fingerprint of the key that encrypted it) and ``masked`` (whether
+    services/tenancy/secrets.py), ``key_id`` (the fingerprint of the key that encrypted it) and ``masked`` (whether
     its value is long enough to be masked in run output). ``version`` counts the writes of the name (a PUT
     again is a rotation)."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,22 +19,34 @@ from controlplane.core.errors import ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import Role
 from controlplane.db.session import create_engine, session_factory
-from controlplane.services import catalog, secrets, tenancy
-from controlplane.services.automations import AutomationService
-from controlplane.services.dispatcher import Dispatcher
-from controlplane.services.engine import RunEngine
-from controlplane.services.exports import ExportService, load_signing_key
-from controlplane.services.housekeeping import Housekeeper
-from controlplane.services.process_jobs import ProcessJobs
-from controlplane.services.processes import ProcessService
-from controlplane.services.ratelimit import RateLimiter
-from controlplane.services.replicas import Replicas, new_replica_id
-from controlplane.services.rule_engine import RuleEngine
-from controlplane.services.runs import RunService
-from controlplane.services.scheduler import Scheduler
+from controlplane.services.automations import catalog
+from controlplane.services.automations.service import AutomationService
+from controlplane.services.execution.dispatcher import Dispatcher
+from controlplane.services.execution.engine import RunEngine
+from controlplane.services.execution.replicas import Replicas, new_replica_id
+from controlplane.services.rules.engine import RuleEngine
+from controlplane.services.runs.exports import ExportService, load_signing_key
+from controlplane.services.runs.service import RunService
+from controlplane.services.scheduling.scheduler import Scheduler
+from controlplane.services.tenancy import secrets
+from controlplane.services.tenancy import tenants as tenancy
+from controlplane.services.tenancy.ratelimit import RateLimiter
+from controlplane.services.upkeep.housekeeping import Housekeeper
 from controlplane.store import tenants as tenant_store
 
 log = logging.getLogger("controlplane")
+
+
+class Extension(Protocol):
+    """A long-lived piece a dialect adds to the platform (for instance the processes dialect's job
+    notifier): started once the platform runs, stopped with it, after its runs were stopped."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+E = TypeVar("E", bound=Extension)
 
 
 @dataclass
@@ -51,10 +64,10 @@ class Platform:
     scheduler: Scheduler
     exports: ExportService
     ratelimiter: RateLimiter
-    process_jobs: ProcessJobs | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)  # name -> Extension (dialects add theirs)
     bootstrap_token: str = ""
     bootstrap_generated: bool = False
-    rule_engine: RuleEngine | None = None  # seed 003's automation rules, fed by services/run_hooks.py
+    rule_engine: RuleEngine | None = None  # seed 003's automation rules, fed by services/events/hooks.py
     backend_probe: asyncio.Task[None] | None = None  # keeps controlplane_backend_up current without probes
 
     @classmethod
@@ -86,9 +99,6 @@ class Platform:
             exports=ExportService(settings, sessions, runs, key=load_signing_key(settings)),
             ratelimiter=RateLimiter(settings, sessions),
         )
-        processes = ProcessService(settings, sessions, platform.automations, runs)
-        platform.process_jobs = ProcessJobs(settings, sessions, processes)  # notifies when a processes job ends
-        platform.process_jobs.start()
         secrets.keyring(settings)  # a bad CP_SECRETS_KEYS fails the start; unset, the key file is made now
         _, token, generated = await tenancy.bootstrap(settings, sessions)
         platform.bootstrap_token = token
@@ -110,6 +120,15 @@ class Platform:
         if settings.backend_probe_seconds > 0:
             platform.backend_probe = asyncio.create_task(platform._probe_loop(), name="backend-probe")
         return platform
+
+    def extend(self, name: str, factory: Callable[[Platform], E]) -> E:
+        """The extension called ``name``, made by ``factory`` and started the first time it is asked for."""
+        if name not in self.extensions:
+            extension = factory(self)
+            extension.start()
+            self.extensions[name] = extension
+        found: E = self.extensions[name]
+        return found
 
     async def bootstrap_principal(self) -> Principal:
         async with self.sessions() as s:
@@ -158,8 +177,8 @@ class Platform:
         await self.dispatcher.stop()
         await self.housekeeper.stop()
         await self.engine.shutdown()
-        if self.process_jobs is not None:
-            await self.process_jobs.stop()
+        for extension in reversed(list(self.extensions.values())):  # after the engine: runs it stopped count
+            await extension.stop()
         await self.replicas.stop()
         await self.backend.close()
         await self.db.dispose()

@@ -2,7 +2,7 @@
 
 ``advance`` is a compare-and-set on ``next_run_at``: of several schedulers that read the same due tick
 (two replicas overlapping for a moment around a lease hand-over), exactly one moves the schedule on, and
-only that one starts a run. The arithmetic of the next fire time lives in services/schedules.py.
+only that one starts a run. The arithmetic of the next fire time lives in services/scheduling/ticks.py.
 """
 
 from __future__ import annotations

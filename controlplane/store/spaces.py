@@ -1,4 +1,4 @@
-"""Spaces and their members (SQL only; the access rules live in services/spaces.py).
+"""Spaces and their members (SQL only; the access rules live in services/tenancy/spaces.py).
 
 Each tenant's default space has an id derived from the tenant id, so creating it on demand is an
 ``INSERT … ON CONFLICT DO NOTHING`` that any number of requests may race on.

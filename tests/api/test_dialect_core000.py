@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.core.errors import BadRequest
 from controlplane.db.tables import utcnow
-from controlplane.services.jobs import parse_args
+from controlplane.dialects.jobs.service import parse_args
 from controlplane.services.platform import Platform
 from tests.api.test_automations import assert_envelope
 from tests.api.test_runs import make

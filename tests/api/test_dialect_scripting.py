@@ -14,8 +14,8 @@ import pytest
 
 from controlplane.backends.fake import FakeBackend
 from controlplane.core.settings import Settings
+from controlplane.dialects.scripting.service import REQUEST_MAGIC
 from controlplane.services.platform import Platform
-from controlplane.services.scripting import REQUEST_MAGIC
 from tests.api.test_automations import assert_envelope
 from tests.conftest import PlatformFactory, client_for, new_token
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from controlplane.services import tenancy
+from controlplane.services.tenancy import tenants as tenancy
 from tests.api.test_automations import assert_envelope
 from tests.conftest import ADMIN_TOKEN, PlatformFactory, client_for, new_token
 

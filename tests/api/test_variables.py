@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from controlplane.db.tables import TenantVariable
 from controlplane.services.platform import Platform
-from controlplane.services.tenancy import configure_tenant
+from controlplane.services.tenancy.tenants import configure_tenant
 from tests.api.test_automations import assert_envelope
 from tests.api.test_runs import make, run_sync
 from tests.conftest import PlatformFactory, client_for, new_token
@@ -247,8 +247,8 @@ def test_cli_re_encrypt(tmp_path: Path, sqlite_url: str) -> None:
         "import asyncio\n"
         "from controlplane.core.settings import Settings\n"
         "from controlplane.db.session import create_engine, session_factory\n"
-        "from controlplane.services import tenancy\n"
-        "from controlplane.services.secrets import SecretService\n"
+        "from controlplane.services.tenancy import tenants as tenancy\n"
+        "from controlplane.services.tenancy.secrets import SecretService\n"
         "from controlplane.core.auth import Principal\n"
         "from controlplane.core.states import Role\n"
         "async def go():\n"

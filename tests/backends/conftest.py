@@ -147,7 +147,7 @@ def docker_api(run_prefix: str) -> Iterator[Any]:
 
 @pytest.fixture
 async def docker_backend(backend_settings: Settings, docker_api: Any) -> AsyncIterator[Any]:
-    from controlplane.backends.docker import DockerBackend
+    from controlplane.backends.docker.backend import DockerBackend
 
     # the engine contract alone: networks and tenant volumes have their own suites, and the e2e suite
     # runs the default wiring (DockerBackend(settings) plugs both in)

@@ -28,10 +28,10 @@ from controlplane.backends.base import (
     RunHandle,
     SandboxState,
 )
-from controlplane.backends.docker import DockerBackend, _sandbox_info
-from controlplane.backends.docker_config import container_config
-from controlplane.backends.docker_execution import parse_time, usage_from
-from controlplane.backends.docker_stream import Demuxer
+from controlplane.backends.docker.backend import DockerBackend, _sandbox_info
+from controlplane.backends.docker.config import container_config
+from controlplane.backends.docker.execution import parse_time, usage_from
+from controlplane.backends.docker.stream import Demuxer
 from controlplane.backends.protocol import Exited, Frame
 from controlplane.core.errors import BackendUnavailable, LaunchFailed, NotFound, SandboxImageMissing
 from controlplane.core.settings import Settings
@@ -723,7 +723,7 @@ def _api_error(status: int) -> Exception:
 async def test_engine_calls_retry_transient_errors_a_bounded_number_of_times() -> None:
     import requests
 
-    from controlplane.backends.docker_client import ATTEMPTS, DockerEngine
+    from controlplane.backends.docker.client import ATTEMPTS, DockerEngine
 
     engine = DockerEngine(Settings())
     engine.client = lambda: type("C", (), {"api": None})()  # type: ignore[method-assign]

@@ -33,8 +33,8 @@ from unittest import mock
 
 import pytest
 
-from controlplane.backends import docker_network
-from controlplane.backends.docker_network import NetworkManager
+from controlplane.backends.docker import network as docker_network
+from controlplane.backends.docker.network import NetworkManager
 from controlplane.core.errors import LaunchFailed
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controlplane.backends.docker_usage import host_usage
+from controlplane.backends.docker.usage import host_usage
 
 CID = "f" * 64
 NET_DEV = (  # /proc/<pid>/net/dev: two header lines, then one line per interface

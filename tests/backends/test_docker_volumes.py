@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.backends.docker_volumes import TenantVolumes, _tar_of, volume_slug
+from controlplane.backends.docker.volumes import TenantVolumes, _tar_of, volume_slug
 from controlplane.core.errors import ValidationFailed
 from controlplane.core.settings import Settings
 

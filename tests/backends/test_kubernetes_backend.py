@@ -25,9 +25,9 @@ import pytest
 from aiohttp import web
 
 from controlplane.backends.base import RunHandle, SandboxState
-from controlplane.backends.kubernetes import KubernetesBackend
-from controlplane.backends.kubernetes_execution import JobDeadlineExceeded
-from controlplane.backends.kubernetes_manifests import MAX_BUNDLE_BYTES
+from controlplane.backends.kubernetes.backend import KubernetesBackend
+from controlplane.backends.kubernetes.execution import JobDeadlineExceeded
+from controlplane.backends.kubernetes.manifests import MAX_BUNDLE_BYTES
 from controlplane.backends.protocol import encode_frame
 from controlplane.core.errors import LaunchFailed, SandboxImageMissing
 from controlplane.core.settings import Settings
@@ -721,7 +721,7 @@ async def test_platform_runs_on_kubernetes(
 
 
 async def test_token_bucket_limits_the_rate() -> None:
-    from controlplane.backends.kubernetes_client import TokenBucket
+    from controlplane.backends.kubernetes.client import TokenBucket
 
     bucket = TokenBucket(rate=20.0, burst=2)
     loop = asyncio.get_running_loop()

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.backends.kubernetes import KubernetesBackend
-from controlplane.backends.kubernetes_client import KubeClient
+from controlplane.backends.kubernetes.backend import KubernetesBackend
+from controlplane.backends.kubernetes.client import KubeClient
 from controlplane.core.settings import Settings
 
 from .conftest import IMAGE, SpecFactory, follow

@@ -18,7 +18,7 @@ from kubernetes_validate.utils import all_versions
 from packaging.version import Version
 
 from controlplane.backends.base import LABEL_AUTOMATION, LABEL_MANAGED, LABEL_RUN, LABEL_TENANT, Resources
-from controlplane.backends.kubernetes_manifests import (
+from controlplane.backends.kubernetes.manifests import (
     ANNOTATION_RUN,
     BUNDLE_PATH,
     LABEL_NETWORK,

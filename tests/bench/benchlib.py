@@ -27,7 +27,7 @@ def remove_tenant_volumes(client: docker.DockerClient, *, data: Path, database: 
     """Remove the FILES/ARCHIVE volumes (and loop device) of every tenant in the server's SQLite database."""
     if not database.exists():
         return
-    from controlplane.backends.docker_volumes import TenantVolumes
+    from controlplane.backends.docker.volumes import TenantVolumes
     from controlplane.core.settings import Settings
 
     with sqlite3.connect(database) as conn:

@@ -33,8 +33,8 @@ import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from controlplane.backends.docker_network import NetworkManager
-from controlplane.backends.docker_volumes import TenantVolumes
+from controlplane.backends.docker.network import NetworkManager
+from controlplane.backends.docker.volumes import TenantVolumes
 from controlplane.core.settings import Settings
 from tests.support.pg import drop_database, fresh_database, postgres_url
 

@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from controlplane.backends.docker_network import NetworkManager
+from controlplane.backends.docker.network import NetworkManager
 from controlplane.core.states import NetworkMode
 from tests.e2e.conftest import BASE, Server
 

@@ -247,7 +247,7 @@ print(json.dumps({"api": api, "other": other}))
 
 def firewall_in_place(srv: Server) -> list[str]:
     """What is missing of the server's sandbox firewall (chains, their rules, the jumps to them)."""
-    from controlplane.backends.docker_network import NetworkManager
+    from controlplane.backends.docker.network import NetworkManager
 
     client = docker.from_env()
     try:

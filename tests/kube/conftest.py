@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controlplane.backends.kubernetes import KubernetesBackend
+from controlplane.backends.kubernetes.backend import KubernetesBackend
 from controlplane.core.settings import Settings
 from tests.backends.conftest import IMAGE, make_spec  # noqa: F401 - the run-spec factory fixture, shared
 from tests.kube.cluster import ADMIN_TOKEN, BACKEND_TOKEN, BACKEND_USER, ControlPlane, ControlPlaneError

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from controlplane.backends.base import Execution, RunHandle, SandboxState
-from controlplane.backends.kubernetes_execution import JobDeadlineExceeded
-from controlplane.backends.kubernetes_manifests import bundle_name, job_manifest
+from controlplane.backends.kubernetes.execution import JobDeadlineExceeded
+from controlplane.backends.kubernetes.manifests import bundle_name, job_manifest
 from controlplane.core.errors import LaunchFailed
 from tests.backends.conftest import RunResult, SpecFactory, follow
 from tests.kube.cluster import BACKEND_USER, ControlPlane

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controlplane.backends.kubernetes_manifests import job_name
+from controlplane.backends.kubernetes.manifests import job_name
 from controlplane.services.platform import Platform
 from tests.conftest import client_for
 from tests.kube.cluster import BACKEND_TOKEN, BACKEND_USER, ControlPlane

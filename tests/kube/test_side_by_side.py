@@ -5,7 +5,7 @@ The Kubernetes side is the whole path of a cluster: the backend creates the Job 
 the real API server, the Job controller makes the pod, ``kubelet.py`` binds it and runs its container for
 real in Docker (the sandbox image, the real runner, reading the bundle the pod mounts), and the backend
 reads the runner's frames through the API server's pods/log proxy — stdout and stderr merged, as Kubernetes
-serves them. Each run is driven the way the services layer drives it (services/engine.py): launch, frames
+serves them. Each run is driven the way the services layer drives it (services/execution/engine.py): launch, frames
 under the run's deadline, then ``finish()``; past the deadline ``stop()`` instead.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from controlplane.backends.base import Backend, Resources, RunHandle, RunSpec
-from controlplane.backends.kubernetes_manifests import job_name
+from controlplane.backends.kubernetes.manifests import job_name
 from controlplane.backends.protocol import ArtifactData, ArtifactHead, Exited, Output, ResponseHead
 from tests.backends.conftest import (  # noqa: F401 - fixtures shared with the Docker backend suite
     SpecFactory,

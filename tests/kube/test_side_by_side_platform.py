@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controlplane.backends.docker import DockerBackend
+from controlplane.backends.docker.backend import DockerBackend
 from controlplane.services.platform import Platform
 from tests.backends.conftest import IMAGE, docker_api, run_prefix  # noqa: F401 - fixtures, shared
 from tests.conftest import client_for, make_settings

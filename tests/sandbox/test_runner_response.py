@@ -25,7 +25,7 @@ from controlplane.backends.protocol import (
     encode_bundle,
 )
 from controlplane.core.settings import Settings
-from controlplane.services.scripting import REQUEST_MAGIC, ScriptRequest, wrap_request
+from controlplane.dialects.scripting.service import REQUEST_MAGIC, ScriptRequest, wrap_request
 
 IMAGE_DIR = Path(__file__).resolve().parents[2] / "sandbox-images" / "python"
 

@@ -32,7 +32,7 @@ async def automation(
 
 
 async def principal_of(platform: Platform, tenant: str) -> Principal:
-    from controlplane.services import tenancy
+    from controlplane.services.tenancy import tenants as tenancy
 
     token = await new_token(platform, role="developer", tenant=tenant)
     return await tenancy.authenticate(platform.sessions, f"Bearer {token}")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controlplane.services.capture import (
+from controlplane.services.execution.capture import (
     CHUNK,
     ArtifactCollector,
     CollectedArtifact,

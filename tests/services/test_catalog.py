@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from controlplane.services import catalog
+from controlplane.services.automations import catalog
 from controlplane.services.platform import Platform
 
 REPO_AUTOMATIONS = Path(__file__).resolve().parents[2] / "automations"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from controlplane.core.states import RunContext
-from controlplane.services import engine as engine_module
+from controlplane.services.execution import engine as engine_module
 from controlplane.services.platform import Platform
 from controlplane.store import runs as run_store
 from tests.conftest import PlatformFactory

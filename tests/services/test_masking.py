@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from controlplane.services.masking import (
+from controlplane.services.execution.masking import (
     MIN_MASKED_LENGTH,
     RUNAWAY_HOLD,
     LogRedactor,
@@ -180,7 +180,7 @@ def test_log_redactor_masks_messages_arguments_and_tracebacks(caplog: pytest.Log
 
 
 def test_artifact_names_and_skipped_entries_are_masked() -> None:
-    from controlplane.services.capture import ArtifactCollector
+    from controlplane.services.execution.capture import ArtifactCollector
 
     masker = Masker(patterns_for([SECRET]))
     collector = ArtifactCollector(max_files=1, max_bytes=100, mask=masker.mask_text)

@@ -1,11 +1,11 @@
-"""The processes dialect's $filter parser (services/odata.py): the OData subset, precedence, and clear 400s."""
+"""The processes dialect's $filter parser (dialects/processes/odata.py): the OData subset, precedence, 400s."""
 
 from __future__ import annotations
 
 import pytest
 
 from controlplane.core.errors import BadRequest
-from controlplane.services import odata
+from controlplane.dialects.processes import odata
 
 FIELDS = {"name", "value", "description"}
 ROWS = [

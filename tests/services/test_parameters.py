@@ -1,4 +1,4 @@
-"""Typed automation parameters (services/parameters.py): declarations, every problem listed, coercion,
+"""Typed automation parameters (services/automations/parameters.py): declarations, every problem listed, coercion,
 defaults, and the env a script gets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.core.errors import BadRequest, ValidationFailed
 from controlplane.core.schemas import ParameterSpec
-from controlplane.services import parameters
+from controlplane.services.automations import parameters
 
 DECLARED = parameters.check_declarations(
     [

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlplane.core.errors import RateLimited
 from controlplane.db.session import create_engine, session_factory
 from controlplane.db.tables import RateLimitWindow
-from controlplane.services.ratelimit import RateLimiter, Tier, tier_of
+from controlplane.services.tenancy.ratelimit import RateLimiter, Tier, tier_of
 from tests.conftest import make_settings
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)

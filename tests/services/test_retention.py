@@ -13,9 +13,9 @@ from controlplane.core.schemas import AutomationCreate
 from controlplane.core.states import RunContext, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Artifact, Automation, Run, RunLog, Tenant, Token, UsageDaily, new_id, utcnow
-from controlplane.services import tenancy
 from controlplane.services.platform import Platform
-from controlplane.services.retention import Retention
+from controlplane.services.tenancy import tenants as tenancy
+from controlplane.services.upkeep.retention import Retention
 from controlplane.store import usage
 from tests.conftest import PlatformFactory, client_for
 

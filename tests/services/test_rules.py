@@ -1,4 +1,4 @@
-"""The rules engine (services/rule_engine.py) end to end over HTTP on the fake backend: every trigger and
+"""The rules engine (services/rules/engine.py) end to end over HTTP on the fake backend: every trigger and
 action type, position order, failure isolation, the loop cut, and one evaluation per event with two
 replicas on one database. SQLite and PostgreSQL."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from controlplane.services import run_hooks
+from controlplane.services.events import hooks as run_hooks
 from controlplane.services.platform import Platform
 from tests.api.test_runs import make, run_sync
 from tests.api.test_webhooks import finished, launched_input

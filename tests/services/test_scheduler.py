@@ -27,7 +27,7 @@ from controlplane.core.states import TERMINAL, AutomationState, RunContext, RunS
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule
 from controlplane.services.platform import Platform
-from controlplane.services.scheduler import Scheduler, recompute_next
+from controlplane.services.scheduling.scheduler import Scheduler, recompute_next
 from controlplane.store import leases as lease_store
 from controlplane.store import schedules as schedule_store
 from tests.conftest import PlatformFactory, client_for

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.core.errors import ValidationFailed
-from controlplane.services.schedules import check_cron, next_fire, zone
+from controlplane.services.scheduling.ticks import check_cron, next_fire, zone
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 FRIDAY_5PM = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ import pytest
 from controlplane.backends.protocol import ArtifactData, ArtifactHead, FrameParser, ResponseHead, encode_frame
 from controlplane.core.settings import Settings
 from controlplane.core.states import RunStatus
-from controlplane.services.capture import ArtifactCollector, parse_content_type, parse_status
-from controlplane.services.scripting import REQUEST_MAGIC, ScriptRequest, status_code, wrap_request
+from controlplane.dialects.scripting.service import REQUEST_MAGIC, ScriptRequest, status_code, wrap_request
+from controlplane.services.execution.capture import ArtifactCollector, parse_content_type, parse_status
 from controlplane.store.responses import Execution
 
 

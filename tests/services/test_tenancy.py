@@ -9,8 +9,8 @@ import pytest
 from controlplane.core.errors import NotFound, ValidationFailed
 from controlplane.core.schemas import AutomationCreate
 from controlplane.core.states import RunContext
-from controlplane.services import tenancy
 from controlplane.services.platform import Platform
+from controlplane.services.tenancy import tenants as tenancy
 from tests.conftest import PlatformFactory, make_settings
 
 

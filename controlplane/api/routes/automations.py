@@ -22,7 +22,8 @@ from controlplane.core.schemas import (
     WebhookRun,
 )
 from controlplane.core.states import AutomationState, RunStatus
-from controlplane.services import automation_actions, webhooks
+from controlplane.services.automations import actions as automation_actions
+from controlplane.services.automations import webhooks
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 500, 503)}
 router = APIRouter(tags=["automations"], responses=ERRORS)  # type: ignore[arg-type]

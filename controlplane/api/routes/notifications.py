@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.schemas import ErrorBody, NotificationList
-from controlplane.services import notifications
+from controlplane.services.events import notifications
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 429)}
 router = APIRouter(tags=["notifications"], responses=ERRORS)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.schemas import ErrorBody
-from controlplane.services.scripting import ScriptingService
+from controlplane.services.runs.responses import RunResponses
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409)}
 router = APIRouter(tags=["runs"], responses=ERRORS)
@@ -29,8 +29,8 @@ router = APIRouter(tags=["runs"], responses=ERRORS)
 async def get_run_response(id: str, runId: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
     """409 while the run is unfinished (RUN_NOT_FINISHED) and when it ended without an answer to give
     (RUN_HAS_NO_RESPONSE: failed, timed out, stopped, or its answer was invalid)."""
-    service = ScriptingService(platform.settings, platform.sessions, platform.automations, platform.runs)
-    answer = await service.run_response(principal, id, runId)
+    service = RunResponses(platform.settings, platform.sessions, platform.automations)
+    answer = await service.get(principal, id, runId)
     headers = {
         "content-type": answer.content_type,
         "X-Script-Status-Code": str(answer.status_code),

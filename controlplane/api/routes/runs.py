@@ -21,8 +21,8 @@ from controlplane.core.schemas import (
     RunPublic,
     parse_context,
 )
-from controlplane.services.exports import DEBUG, EXPORT
-from controlplane.services.runs import encode_input
+from controlplane.services.runs.exports import DEBUG, EXPORT
+from controlplane.services.runs.service import encode_input
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)}
 router = APIRouter(tags=["runs"], responses=ERRORS)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.schemas import ErrorBody, TokenCreate, TokenCreated
-from controlplane.services import tenancy
+from controlplane.services.tenancy import tenants as tenancy
 
 router = APIRouter(tags=["tokens"], responses={c: {"model": ErrorBody} for c in (401, 403, 422)})
 

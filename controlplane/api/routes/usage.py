@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.schemas import ErrorBody, Href, Links, UsagePublic
-from controlplane.services import usage
+from controlplane.services.runs import usage
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 429, 500, 503)}
 router = APIRouter(tags=["usage"], responses=ERRORS)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from controlplane.core.schemas import (
     VariablePublic,
     VariablePut,
 )
-from controlplane.services import secrets
+from controlplane.services.tenancy import secrets
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
 variables_router = APIRouter(tags=["variables"], responses=ERRORS)  # type: ignore[arg-type]

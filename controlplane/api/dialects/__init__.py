@@ -1,1 +1,0 @@
-"""One router per seed API dialect, translating shapes over the native services."""

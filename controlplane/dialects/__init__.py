@@ -1,0 +1,1 @@
+"""The seed APIs other products' clients speak, one slice each (routes + translation)."""

@@ -1,0 +1,188 @@
+"""Seed 003's fields of an automation rule: what may be written (with its limits), and how a rule is shown.
+
+Why it exists: the seed's field list is the contract (name max 128, text fields max 64 KB, required
+app_offering, rulable_type and trigger, read-only id/created_at/updated_at/*_html); checking it here, every
+problem at once, keeps the service about behaviour. ``rulable_type`` and ``trigger`` are our vocabulary
+(the seed's Req/Task/Ci are another product's records): see RULABLE_TYPES and TRIGGERS.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+from controlplane.core.errors import ValidationFailed
+from controlplane.db.tables import Automation, AutomationRule, AutomationRuleEvaluation
+from controlplane.services.rules.triggers import RULABLE_TYPES, TRIGGERS
+
+TEXT_MAX_BYTES = 64 * 1024
+STRING_MAX = 128
+INT32 = (-(2**31), 2**31 - 1)
+TEXT_FIELDS = ("description", "expressions", "condition", "actions")
+READ_ONLY = (
+    "id",
+    "actions_html",
+    "description_html",
+    "created_at",
+    "updated_at",
+    "last_fired_at",
+    "last_error",
+    "last_error_at",
+)
+WRITABLE = ("name", "app_offering", "app_offering_id", "rulable_type", "trigger", "position", *TEXT_FIELDS)
+REQUIRED = ("name", "app_offering", "rulable_type", "trigger")
+ALL_FIELDS = (
+    "id",
+    "app_offering",
+    "rulable_type",
+    "name",
+    "trigger",
+    "position",
+    "description",
+    "description_html",
+    "expressions",
+    "condition",
+    "actions",
+    "actions_html",
+    "created_at",
+    "updated_at",
+    "last_fired_at",
+    "last_error",
+    "last_error_at",
+)
+COLLECTION_FIELDS = ("id", "app_offering", "rulable_type", "name", "trigger", "position", "created_at", "updated_at")
+
+_markdown = MarkdownIt("commonmark", {"html": False}).disable("image")  # raw HTML is escaped, never passed
+
+
+def _problem(field: str, message: str, code: str = "INVALID_FIELD") -> dict[str, str]:
+    return {"code": code, "title": "The request is not valid", "detail": f"{field}: {message}"}
+
+
+def fail(problems: list[dict[str, str]]) -> ValidationFailed:
+    first = problems[0]
+    return ValidationFailed(first["detail"], code=first["code"], extra=problems[1:])
+
+
+def normal_trigger(value: str) -> str:
+    return " ".join(value.split()).lower()
+
+
+def check_write(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The writable fields of ``body``, checked; raises 422 listing every problem (read-only, unknown,
+    missing, too long, wrong type, unknown rulable_type). ``app_offering`` comes back as given (a string id
+    or name, or {"id"} / {"reference"}) for the service to resolve."""
+    problems: list[dict[str, str]] = []
+    out: dict[str, Any] = {}
+    for key in body:
+        if key in READ_ONLY:
+            problems.append(_problem(key, "is read-only", "READ_ONLY_FIELD"))
+        elif key not in WRITABLE:
+            problems.append(_problem(key, f"is not a field; writable: {', '.join(WRITABLE)}", "UNKNOWN_FIELD"))
+    if "app_offering_id" in body and "app_offering" not in body:
+        body = {**body, "app_offering": body["app_offering_id"]}
+    for key in ("name", "rulable_type", "trigger"):
+        if key not in body:
+            continue
+        value = body[key]
+        if not isinstance(value, str) or not value.strip():
+            problems.append(_problem(key, "must be a non-empty string"))
+        elif len(value) > STRING_MAX:
+            problems.append(_problem(key, f"is longer than {STRING_MAX} characters"))
+        else:
+            out[key] = value.strip() if key == "name" else value
+    if "rulable_type" in out and out["rulable_type"] not in RULABLE_TYPES:
+        problems.append(_problem("rulable_type", f"{out.pop('rulable_type')!r} is not valid; valid: runs, automations"))
+    if "trigger" in out:
+        out["trigger"] = normal_trigger(out["trigger"])
+    if "position" in body:
+        value = body["position"]
+        if value is None:
+            out["position"] = None
+        elif isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
+            problems.append(_problem("position", "must be an integer (32 bits)"))
+        else:
+            out["position"] = value
+    for key in TEXT_FIELDS:
+        if key not in body:
+            continue
+        value = body[key]
+        if value is not None and not isinstance(value, str):
+            problems.append(_problem(key, "must be text or null"))
+        elif value is not None and len(value.encode()) > TEXT_MAX_BYTES:
+            problems.append(_problem(key, f"is larger than {TEXT_MAX_BYTES} bytes (64 KB)"))
+        else:
+            out[key] = value or None
+    if "app_offering" in body:
+        value = body["app_offering"]
+        ref = value.get("id") or value.get("reference") if isinstance(value, dict) else value
+        if not isinstance(ref, str) or not ref.strip() or len(ref) > STRING_MAX:
+            problems.append(_problem("app_offering", "must name an automation: its id or name, or {id} / {reference}"))
+        else:
+            out["app_offering"] = ref.strip()
+    if creating:
+        for key in REQUIRED:
+            if key not in body:
+                problems.append(_problem(key, "is required", "MISSING_FIELD"))
+    if problems:
+        raise fail(problems)
+    return out
+
+
+def check_trigger(rulable_type: str, trigger: str) -> None:
+    valid = TRIGGERS[rulable_type]
+    if trigger not in valid:
+        raise fail([_problem("trigger", f"{trigger!r} is not valid for {rulable_type}; valid: {', '.join(valid)}")])
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+def description_html(text: str | None) -> str | None:
+    return _markdown.render(text) if text else None
+
+
+def actions_html(text: str | None) -> str | None:
+    return f"<pre><code>{html.escape(text)}</code></pre>" if text else None
+
+
+def public(rule: AutomationRule, automation: Automation) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "app_offering": {"reference": automation.name, "id": automation.id},
+        "rulable_type": rule.rulable_type,
+        "name": rule.name,
+        "trigger": rule.trigger,
+        "position": rule.position,
+        "description": rule.description,
+        "description_html": description_html(rule.description),
+        "expressions": rule.expressions,
+        "condition": rule.condition,
+        "actions": rule.actions,
+        "actions_html": actions_html(rule.actions),
+        "created_at": _when(rule.created_at),
+        "updated_at": _when(rule.updated_at),
+        "last_fired_at": _when(rule.last_fired_at),
+        "last_error": rule.last_error,
+        "last_error_at": _when(rule.last_error_at),
+    }
+
+
+def evaluation_public(row: AutomationRuleEvaluation) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "rule_id": row.rule_id,
+        "event": row.event,
+        "run_id": row.run_id,
+        "automation_id": row.automation_id,
+        "outcome": row.outcome,
+        "error": row.error,
+        "depth": row.depth,
+        "actions": row.actions,
+        "notifications": row.notifications,
+        "created_at": _when(row.created_at),
+    }

@@ -1,0 +1,1 @@
+"""Automations: the stored scripts, their versions, parameters, limits, actions, webhooks."""

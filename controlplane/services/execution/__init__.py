@@ -1,0 +1,1 @@
+"""The run engine: claim, supervise, output, outcome, recovery, dispatch, admission."""

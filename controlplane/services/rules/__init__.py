@@ -1,0 +1,1 @@
+"""The rules engine: CEL expressions compiled and evaluated, actions taken."""

@@ -1,0 +1,1 @@
+"""Runs as clients see them: submit, read, list, logs, artifacts, export, usage."""

@@ -1,0 +1,344 @@
+"""Runs as API clients see them: submit, read, list, logs (stored or followed live) and artifacts.
+
+Submitting commits the run row (status queued) before anything else happens; only then does the engine
+get it. A synchronous caller waits on the engine; the run itself never depends on the caller staying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from controlplane.core import metrics
+from controlplane.core.auth import Permission, Principal
+from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from controlplane.core.filters import parse_filter, parse_sort
+from controlplane.core.schemas import ArtifactPublic, RunPublic
+from controlplane.core.settings import Settings
+from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus, transition
+from controlplane.db.session import transaction
+from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
+from controlplane.services.automations import parameters
+from controlplane.services.automations.service import duration_seconds, run_metrics
+from controlplane.services.execution import admission
+from controlplane.services.execution.engine import RunEngine
+from controlplane.store import automations as automation_store
+from controlplane.store import runs as store
+from controlplane.store.query import PageResult
+
+STREAMS = ("stdout", "stderr")
+FOLLOW_POLL = 0.25
+
+
+def encode_input(value: Any) -> bytes:
+    return b"" if value is None else json.dumps(value).encode()
+
+
+class RunService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: RunEngine,
+        *,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.engine = engine
+        self.on_queued = on_queued
+
+    # --- commands -----------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        principal: Principal,
+        automation_id: str,
+        *,
+        context: RunContext,
+        args: list[str] | None = None,
+        input_data: bytes = b"",
+        input_content_type: str | None = None,
+        title: str = "",
+        retry_of: str | None = None,
+        automation_version: int | None = None,
+        schedule_id: str | None = None,
+        scheduled_start_time: datetime | None = None,
+        started_by_rule: tuple[int, int] | None = None,
+    ) -> Run:
+        """Record a run (queued) and hand it to the engine. ``automation_version`` pins a version (retry);
+        ``schedule_id``/``scheduled_start_time`` mark a scheduled run; ``started_by_rule`` (rule id, depth)
+        a run an automation rule started. Raises QuotaExceeded (429) when the tenant's synchronous slots or
+        its queue are full."""
+        principal.require(Permission.RUN)
+        if len(input_data) > self.settings.input_max_bytes:
+            raise PayloadTooLarge(f"the run's input is above {self.settings.input_max_bytes} bytes")
+        synchronous = context.synchronous
+        async with transaction(self.sessions) as s:
+            tenant = await admission.lock_tenant(s, principal.tenant_id)  # serialises this tenant's admissions
+            automation = await automation_store.get(s, principal.tenant_id, automation_id)
+            if automation is None:
+                raise NotFound(f"automation {automation_id} does not exist")
+            if automation.state == AutomationState.DISABLED.value:
+                raise Conflict("the automation is disabled; enable it to run it", code="AUTOMATION_DISABLED")
+            if automation.parameters:  # typed parameters: 400 listing every problem, defaults filled in
+                input_data = parameters.validate_input(automation.parameters, input_data)
+                input_content_type = "application/json"
+            now = utcnow()
+            if synchronous:
+                await admission.admit_sync(s, self.settings, tenant, automation, now)
+            else:
+                await admission.admit_background(s, self.settings, tenant, now)
+            timeout = automation.timeout_seconds or (
+                self.settings.sync_timeout_seconds if synchronous else self.settings.background_timeout_seconds
+            )
+            run = Run(
+                tenant_id=principal.tenant_id,
+                automation_id=automation.id,
+                automation_version=automation_version or automation.version,
+                status=RunStatus.QUEUED.value,
+                context=context.value,
+                synchronous=synchronous,
+                claimed_by=self.engine.replica_id if synchronous else None,
+                title=title or automation.name,
+                args=list(automation.args or []) if args is None else [str(a) for a in args],
+                input=input_data,
+                input_content_type=input_content_type,
+                timeout_seconds=int(timeout),
+                executed_by_id=principal.user_id,
+                owner_id=automation.owner_id,
+                space_id=automation.space_id,
+                retry_of=retry_of,
+                schedule_id=schedule_id,
+                scheduled_start_time=scheduled_start_time,
+                is_test_run=context == RunContext.TEST_RUN,
+                metrics={},
+                errors=[],
+            )
+            s.add(run)
+            await s.flush()
+            if started_by_rule is not None:  # with the run, so its end already knows its depth (loop cut)
+                s.add(RuleRun(run_id=run.id, rule_id=started_by_rule[0], depth=started_by_rule[1]))
+            await s.execute(
+                update(Automation)
+                .where(Automation.id == automation.id)
+                # seed 004's lastRunStatus has no "queued": a run waiting in the queue has not started
+                .values(last_run_id=run.id, last_run_status=RunStatus.NOT_STARTED.value)
+            )
+        metrics.RUNS_CREATED.labels(principal.tenant_name, context.value).inc()
+        if synchronous:
+            self.engine.dispatch(run.id)
+        elif self.on_queued is not None:
+            self.on_queued()
+        return run
+
+    async def stop(self, principal: Principal, automation_id: str, run_id: str) -> None:
+        """Seed 004's stop: a queued run is cancelled (stopped, never started); a starting or running one
+        goes 'must stop', its sandbox is killed and removed, its partial logs kept, then 'stopped'.
+        Stopping twice is fine; stopping a run that already ended is a 409."""
+        principal.require(Permission.RUN)
+        entry = {
+            "code": ErrorCode.STOPPED_BY_USER.value,
+            "title": "The run was stopped",
+            "detail": f"by {principal.user_id}",
+        }
+        for _ in range(5):  # a queued run may be claimed between our read and our write: read again
+            async with transaction(self.sessions) as s:
+                run = await self._load(s, principal, automation_id, run_id)
+                status = RunStatus(run.status)
+                if status in TERMINAL:
+                    raise Conflict(
+                        f"the run already ended ({status.value}); there is nothing to stop", code="RUN_ENDED"
+                    )
+                if status in (RunStatus.STARTING, RunStatus.RUNNING):
+                    transition(status, RunStatus.MUST_STOP)
+                    if not await store.set_fields(s, run_id, expect=[status], status=RunStatus.MUST_STOP.value):
+                        continue
+            if status == RunStatus.QUEUED:
+                if await self.engine.end_unstarted(run_id, RunStatus.STOPPED, entry):
+                    return
+                continue
+            self.engine.request_stop(run_id)  # here when this replica runs it; otherwise its owner polls
+            return
+        raise Conflict("the run changed state while being stopped; try again", code="RUN_BUSY")
+
+    async def retry(self, principal: Principal, automation_id: str, run_id: str) -> Run:
+        """Seed 004's retry: a new run of the same automation version with the same args and input,
+        linked to the original (retryOf), context retry."""
+        principal.require(Permission.RUN)
+        async with self.sessions() as s:
+            original = await self._load(s, principal, automation_id, run_id)
+        return await self.submit(
+            principal,
+            automation_id,
+            context=RunContext.RETRY,
+            args=list(original.args or []),
+            input_data=original.input or b"",
+            input_content_type=original.input_content_type,
+            title=original.title,
+            retry_of=original.id,
+            automation_version=original.automation_version,
+        )
+
+    async def wait(self, run: Run) -> None:
+        """Wait for a synchronous run: its own deadline bounds the wait (plus time to clean up)."""
+        await self.engine.wait(run.id, timeout=run.timeout_seconds + 30)
+
+    # --- queries ------------------------------------------------------------------------------------
+
+    async def _load(self, s: AsyncSession, principal: Principal, automation_id: str, run_id: str) -> Run:
+        run = await store.get(s, principal.tenant_id, run_id)
+        if run is None or run.automation_id != automation_id:
+            raise NotFound(f"run {run_id} does not exist")
+        return run
+
+    async def get(self, principal: Principal, automation_id: str, run_id: str, *, base_url: str) -> RunPublic:
+        principal.require(Permission.READ)
+        async with self.sessions() as s:
+            run = await self._load(s, principal, automation_id, run_id)
+            return await self.public(s, run, base_url=base_url)
+
+    async def search(
+        self,
+        principal: Principal,
+        automation_id: str,
+        *,
+        filter_text: str | None,
+        sort: str | None,
+        limit: int,
+        cursor: str | None,
+        base_url: str,
+    ) -> tuple[list[RunPublic], PageResult]:
+        principal.require(Permission.READ)
+        where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
+        field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "-createdAt")
+        async with self.sessions() as s:
+            if await automation_store.get(s, principal.tenant_id, automation_id) is None:
+                raise NotFound(f"automation {automation_id} does not exist")
+            page = await store.list_page(
+                s,
+                principal.tenant_id,
+                automation_id,
+                where=where,
+                sort=field,
+                descending=desc,
+                limit=limit,
+                cursor=cursor,
+            )
+            return [await self.public(s, r, base_url=base_url, inline=False) for r in page.rows], page
+
+    async def public(self, s: AsyncSession, run: Run, *, base_url: str, inline: bool = True) -> RunPublic:
+        limit = self.settings.inline_output_bytes
+        texts: dict[str, str] = {}
+        cut: dict[str, bool] = {}
+        for stream in STREAMS:
+            if inline:
+                data, _ = await store.read_log(s, run.id, stream, max_bytes=limit + 1)
+            else:
+                data = b""
+            cut[stream] = len(data) > limit
+            texts[stream] = data[:limit].decode("utf-8", errors="replace")
+        arts = await store.artifact_meta(s, run.id)
+        prefix = f"{base_url}/api/v1/automations/{run.automation_id}/runs/{run.id}/artifacts/"
+        duration_ms = (
+            int((run.stop_time - run.start_time).total_seconds() * 1000) if run.start_time and run.stop_time else None
+        )
+        return RunPublic(
+            id=run.id,
+            automation_id=run.automation_id,
+            automation_version=run.automation_version,
+            title=run.title,
+            status=RunStatus(run.status),
+            context=run.context,
+            args=list(run.args or []),
+            exit_code=run.exit_code,
+            stdout=texts["stdout"],
+            stderr=texts["stderr"],
+            stdout_bytes=run.stdout_bytes,
+            stderr_bytes=run.stderr_bytes,
+            truncated=run.stdout_truncated or run.stderr_truncated,
+            stdout_inline_truncated=cut["stdout"],
+            stderr_inline_truncated=cut["stderr"],
+            error=run.errors or [],
+            metrics=run_metrics(run),
+            artifacts=[
+                ArtifactPublic(path=p, size=n, sha256=h, content_type=ct, href=prefix + p) for p, n, h, ct in arts
+            ],
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            start_time=run.start_time,
+            stop_time=run.stop_time,
+            duration=duration_seconds(run),
+            duration_ms=duration_ms,
+            timeout_seconds=run.timeout_seconds,
+            scheduled_start_time=run.scheduled_start_time,
+            executed_by_id=run.executed_by_id,
+            owner_id=run.owner_id,
+            space_id=run.space_id,
+            retry_of=run.retry_of,
+            test_run=run.is_test_run,
+            is_test_run=run.is_test_run,
+            archived=run.archived,
+            is_archived=run.archived,
+            billable=run.start_time is not None,
+        )
+
+    # --- logs and artifacts -------------------------------------------------------------------------
+
+    async def read_log(self, principal: Principal, automation_id: str, run_id: str, stream: str) -> bytes:
+        principal.require(Permission.READ)
+        if stream not in STREAMS:
+            raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
+        async with self.sessions() as s:
+            await self._load(s, principal, automation_id, run_id)
+            data, _ = await store.read_log(s, run_id, stream)
+            return data
+
+    async def follow_log(
+        self, principal: Principal, automation_id: str, run_id: str, stream: str
+    ) -> AsyncIterator[bytes]:
+        """Check access now (so errors are proper responses), then stream chunks until the run is final."""
+        principal.require(Permission.READ)
+        if stream not in STREAMS:
+            raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
+        async with self.sessions() as s:
+            await self._load(s, principal, automation_id, run_id)
+        return self._follow(run_id, stream)
+
+    async def _follow(self, run_id: str, stream: str) -> AsyncIterator[bytes]:
+        seq = -1
+        while True:
+            async with self.sessions() as s:
+                run = await store.get_any(s, run_id)
+                final = run is None or RunStatus(run.status) in TERMINAL
+                chunks = await store.stream_log(s, run_id, stream, seq)
+            for n, data in chunks:
+                seq = n
+                yield data
+            if len(chunks) == 64:
+                continue
+            if final:
+                async with self.sessions() as s:  # chunks committed with the final status
+                    rest = await store.stream_log(s, run_id, stream, seq)
+                for n, data in rest:
+                    seq = n
+                    yield data
+                if len(rest) < 64:
+                    return
+                continue
+            await asyncio.sleep(FOLLOW_POLL)
+
+    async def artifact(self, principal: Principal, automation_id: str, run_id: str, path: str) -> Artifact:
+        principal.require(Permission.READ)
+        async with self.sessions() as s:
+            await self._load(s, principal, automation_id, run_id)
+            art = await store.get_artifact(s, run_id, path)
+            if art is None:
+                raise NotFound(f"run {run_id} has no artifact {path!r}")
+            return art

@@ -1,0 +1,1 @@
+"""Schedules: tick arithmetic (cron, interval) and the scheduler that fires them."""

@@ -1,0 +1,1 @@
+"""Tenants, users, tokens, spaces, variables and secrets, rate limits."""

@@ -1,0 +1,1 @@
+"""Periodic upkeep: run retention, ARCHIVE clean-up."""
