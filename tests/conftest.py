@@ -25,7 +25,8 @@ from controlplane.services.platform import Platform
 from tests.support.pg import fresh_database, postgres_url
 
 ADMIN_TOKEN = "cp_test_admin_token_0123456789abcdef"
-PG_TEMPLATE = "cp_template"
+# one template per test session: parallel sessions on one server (checkouts, CI) never drop each other's
+PG_TEMPLATE = f"cp_template_{uuid.uuid4().hex[:8]}"
 _PG_CREATED: list[str] = []
 
 
@@ -42,7 +43,7 @@ def pg_base_url() -> Iterator[str]:
     upgrade(fresh_database(base, PG_TEMPLATE))
     yield base
     with psycopg.connect(_pg_admin_dsn(base), autocommit=True) as conn:
-        for name in _PG_CREATED:
+        for name in [*_PG_CREATED, PG_TEMPLATE]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
