@@ -90,6 +90,18 @@ class Conflict(ControlPlaneError):
     title = "Conflict with the current state of the resource"
 
 
+class InvalidTransition(Conflict):
+    """A status move the transition table (core/states.py) does not allow: a bug, or a lost race."""
+
+    code = "INVALID_TRANSITION"
+    title = "The run cannot move to that status"
+
+    def __init__(self, detail: str, *, current: str, target: str) -> None:
+        super().__init__(detail)
+        self.current = current
+        self.target = target
+
+
 class PayloadTooLarge(ControlPlaneError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"

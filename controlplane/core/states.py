@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 
+from controlplane.core.errors import InvalidTransition
+
+__all__ = ["InvalidTransition"]  # raised by transition(); lives in the error tree
+
 
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
@@ -45,13 +49,6 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
-class InvalidTransition(Exception):
-    def __init__(self, current: RunStatus, target: RunStatus) -> None:
-        super().__init__(f"a run cannot go from {current.value!r} to {target.value!r}")
-        self.current = current
-        self.target = target
-
-
 def can_transition(current: RunStatus, target: RunStatus) -> bool:
     return target in ALLOWED.get(current, frozenset())
 
@@ -60,7 +57,7 @@ def transition(current: RunStatus | str, target: RunStatus) -> RunStatus:
     """Return ``target`` if the move is legal, else raise ``InvalidTransition``."""
     cur = RunStatus(current)
     if not can_transition(cur, target):
-        raise InvalidTransition(cur, target)
+        raise InvalidTransition(f"a run cannot go from {cur.value!r} to {target.value!r}", current=cur, target=target)
     return target
 
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -58,3 +58,9 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with factory() as session, session.begin():
         yield session
+
+
+async def ping(factory: async_sessionmaker[AsyncSession]) -> None:
+    """One round trip to the database (readiness)."""
+    async with factory() as session:
+        await session.execute(text("SELECT 1"))

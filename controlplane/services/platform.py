@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from controlplane.backends import get_backend
@@ -18,7 +17,7 @@ from controlplane.core.auth import Principal
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import Role
-from controlplane.db.session import create_engine, session_factory
+from controlplane.db.session import create_engine, ping, session_factory
 from controlplane.services.automations import catalog
 from controlplane.services.automations.service import AutomationService
 from controlplane.services.execution.dispatcher import Dispatcher
@@ -141,8 +140,8 @@ class Platform:
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         try:
-            async with asyncio.timeout(self.settings.database_timeout_seconds), self.sessions() as s:
-                await s.execute(text("SELECT 1"))
+            async with asyncio.timeout(self.settings.database_timeout_seconds):
+                await ping(self.sessions)
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.filters import Node
-from controlplane.core.states import TERMINAL, RunStatus
+from controlplane.core.states import ACTIVE, TERMINAL, RunStatus, transition
 from controlplane.db.tables import (
     Artifact,
     Automation,
@@ -84,11 +85,34 @@ async def list_page(
     )
 
 
+async def move(
+    session: AsyncSession,
+    run_id: str,
+    from_: RunStatus | Iterable[RunStatus],
+    to: RunStatus,
+    **fields: Any,
+) -> bool:
+    """The one way a run's status changes: every move from ``from_`` to ``to`` must be in the transition
+    table (core/states.py; InvalidTransition otherwise), then one compare-and-set UPDATE that changes the row
+    only while its status is still one of ``from_``, with ``fields`` written alongside, and one event on the
+    run's timeline. Returns whether this writer won, so two writers racing on one run cannot both win."""
+    sources = [from_] if isinstance(from_, RunStatus) else list(from_)
+    for source in sources:
+        transition(source, to)
+    return await _update(session, run_id, expect=sources, status=to.value, **fields)
+
+
 async def set_fields(
     session: AsyncSession, run_id: str, *, expect: Iterable[RunStatus] | None = None, **values: Any
 ) -> bool:
-    """UPDATE one run; with ``expect``, only while its status is one of those (compare-and-set).
-    Returns whether a row changed, so two writers racing on one run cannot both win."""
+    """UPDATE fields of one run other than its status (``move`` changes that); with ``expect``, only while its
+    status is one of those. Returns whether a row changed."""
+    if "status" in values:
+        raise ValueError("a run's status changes only through store.runs.move()")
+    return await _update(session, run_id, expect=expect, **values)
+
+
+async def _update(session: AsyncSession, run_id: str, *, expect: Iterable[RunStatus] | None, **values: Any) -> bool:
     stmt = update(Run).where(Run.id == run_id)
     if expect is not None:
         stmt = stmt.where(Run.status.in_([s.value for s in expect]))
@@ -100,6 +124,65 @@ async def set_fields(
             RunEvent(run_id=run_id, status=values["status"], at=values["updated_at"], replica=values.get("claimed_by"))
         )
     return changed
+
+
+async def adopt(session: AsyncSession, run_id: str, *, status: str, owner: str | None, replica_id: str) -> bool:
+    """Take an unfinished run over from ``owner`` (a dead replica, or none): compare-and-set on its owner and
+    status, so two replicas adopting the same run never both win. Its status does not change."""
+    owner_clause = Run.claimed_by.is_(None) if owner is None else Run.claimed_by == owner
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == status, owner_clause)
+        .values(claimed_by=replica_id, updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def unfinished_not_owned(session: AsyncSession, alive: set[str]) -> list[Run]:
+    """Runs a live replica may have to take over: active ones, and synchronous runs still queued (their
+    caller's replica claimed them at submit), whose owner is not among ``alive``."""
+    stmt = select(Run).where(
+        Run.status.in_([x.value for x in ACTIVE]) | ((Run.status == RunStatus.QUEUED.value) & Run.synchronous.is_(True))
+    )
+    return [r for r in (await session.execute(stmt)).scalars() if r.claimed_by not in alive]
+
+
+async def unfinished_among(session: AsyncSession, run_ids: Iterable[str]) -> set[str]:
+    stmt = select(Run.id).where(Run.id.in_(list(run_ids)), Run.status.not_in([x.value for x in TERMINAL]))
+    return {str(r) for r in (await session.execute(stmt)).scalars()}
+
+
+async def told_to_stop(session: AsyncSession, replica_id: str) -> list[tuple[str, str]]:
+    """(run id, tenant id) of the 'must stop' runs ``replica_id`` owns."""
+    stmt = select(Run.id, Run.tenant_id).where(Run.status == RunStatus.MUST_STOP.value, Run.claimed_by == replica_id)
+    return [(str(r), str(t)) for r, t in (await session.execute(stmt)).all()]
+
+
+async def mirror_last_run(
+    session: AsyncSession,
+    run: Run,
+    status: RunStatus,
+    *,
+    finished_at: datetime | None = None,
+    duration: float | None = None,
+) -> None:
+    """Keep the automation's lastRun* fields on its latest run."""
+    values: dict[str, Any] = {"last_run_status": status.value}
+    if finished_at is not None:
+        values["last_run_at"] = finished_at
+        values["last_run_duration"] = duration
+    await session.execute(
+        update(Automation).where(Automation.id == run.automation_id, Automation.last_run_id == run.id).values(**values)
+    )
+
+
+async def point_last_run(session: AsyncSession, run: Run) -> None:
+    """A new run is its automation's latest; seed 004's lastRunStatus has no "queued" (not started yet)."""
+    await session.execute(
+        update(Automation)
+        .where(Automation.id == run.automation_id)
+        .values(last_run_id=run.id, last_run_status=RunStatus.NOT_STARTED.value)
+    )
 
 
 async def in_status(session: AsyncSession, statuses: Iterable[RunStatus]) -> list[Run]:
@@ -125,6 +208,23 @@ async def final_ids_of(session: AsyncSession, automation_id: str) -> list[str]:
     """The automation's runs that have ended (its history; unfinished runs are not history yet)."""
     stmt = select(Run.id).where(Run.automation_id == automation_id, Run.status.in_(_FINAL))
     return list((await session.execute(stmt)).scalars())
+
+
+async def expired(session: AsyncSession, tenant_id: str, cutoff: datetime, limit: int) -> list[tuple[str, str]]:
+    """(run id, automation id) of up to ``limit`` of the tenant's oldest final runs created and ended before
+    ``cutoff`` (retention)."""
+    stmt = (
+        select(Run.id, Run.automation_id)
+        .where(
+            Run.tenant_id == tenant_id,
+            Run.status.in_(_FINAL),
+            Run.created_at < cutoff,
+            or_(Run.stop_time.is_(None), Run.stop_time < cutoff),
+        )
+        .order_by(Run.created_at, Run.id)
+        .limit(limit)
+    )
+    return [(str(r), str(a)) for r, a in (await session.execute(stmt)).all()]
 
 
 async def versions_in_use(session: AsyncSession, automation_id: str) -> set[int]:
@@ -159,6 +259,16 @@ async def delete_final(session: AsyncSession, run_ids: list[str], automation_ids
 
 async def append_log(session: AsyncSession, run_id: str, stream: str, seq: int, data: bytes) -> None:
     session.add(RunLog(run_id=run_id, stream=stream, seq=seq, data=data))
+
+
+async def log_positions(session: AsyncSession, run_id: str) -> dict[str, tuple[int, int]]:
+    """Per stream: the last chunk's seq and the bytes stored, so a resumed supervisor appends after them."""
+    stmt = (
+        select(RunLog.stream, func.max(RunLog.seq), func.coalesce(func.sum(func.length(RunLog.data)), 0))
+        .where(RunLog.run_id == run_id)
+        .group_by(RunLog.stream)
+    )
+    return {str(stream): (int(last), int(stored)) for stream, last, stored in (await session.execute(stmt)).all()}
 
 
 async def read_log(

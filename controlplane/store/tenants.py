@@ -16,6 +16,10 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
 
 
+async def all_tenants(session: AsyncSession) -> list[Tenant]:
+    return list((await session.execute(select(Tenant).order_by(Tenant.name))).scalars())
+
+
 async def get_tenant_by_name(session: AsyncSession, name: str) -> Tenant | None:
     return (await session.execute(select(Tenant).where(Tenant.name == name))).scalar_one_or_none()
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from controlplane.core.states import RunContext
-from controlplane.services.execution import engine as engine_module
+from controlplane.services.execution import output as output_module
 from controlplane.services.platform import Platform
 from controlplane.store import runs as run_store
 from tests.conftest import PlatformFactory
@@ -26,7 +26,7 @@ async def test_no_output_is_lost_at_the_end_of_a_run(
     make_platform: PlatformFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, flush_seconds: float
 ) -> None:
     # a flusher firing constantly overlaps the final flush; the stored log must still be complete
-    monkeypatch.setattr(engine_module, "FLUSH_SECONDS", flush_seconds)
+    monkeypatch.setattr(output_module, "FLUSH_SECONDS", flush_seconds)
     platform = await make_platform(sqlite_url)
     stdout = "".join(f"line {i}\n" for i in range(2000))
     aid = await _automation(platform, {"stdout": stdout, "stderr": "warn\n"})

@@ -22,23 +22,18 @@ import statistics
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core import metrics
 from controlplane.core.errors import QuotaExceeded
 from controlplane.core.settings import Settings
-from controlplane.core.states import RunStatus
 from controlplane.db.tables import Automation, Run, Tenant
+from controlplane.store import queue
+from controlplane.store.queue import IN_FLIGHT, automation_in_flight, lock_tenant
 
-IN_FLIGHT = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.MUST_STOP)
-SYNC_HOLDS = (RunStatus.QUEUED, *IN_FLIGHT)  # a synchronous run holds its slot from the moment it is accepted
+__all__ = ["IN_FLIGHT", "admit_background", "admit_sync", "automation_cap", "automation_in_flight", "lock_tenant"]
 DEFAULT_PER_AUTOMATION = 10
 HISTORY = 20  # finished runs of an automation used to estimate how long its runs take
-
-
-def _values(statuses: tuple[RunStatus, ...]) -> list[str]:
-    return [s.value for s in statuses]
 
 
 def automation_cap(automation: Automation, tenant_settings: dict[str, Any] | None) -> int:
@@ -46,38 +41,11 @@ def automation_cap(automation: Automation, tenant_settings: dict[str, Any] | Non
     return max(1, min(automation.max_concurrent_runs, tenant_cap))
 
 
-async def lock_tenant(s: AsyncSession, tenant_id: str) -> Tenant:
-    await s.execute(update(Tenant).where(Tenant.id == tenant_id).values(admission_seq=Tenant.admission_seq + 1))
-    tenant = await s.get(Tenant, tenant_id)
-    assert tenant is not None
-    return tenant
-
-
-async def _count(s: AsyncSession, *conditions: Any) -> int:
-    return int((await s.execute(select(func.count()).select_from(Run).where(*conditions))).scalar_one())
-
-
-async def automation_in_flight(s: AsyncSession, automation_id: str) -> int:
-    return await _count(
-        s,
-        Run.automation_id == automation_id,
-        Run.status.in_(_values(IN_FLIGHT)) | ((Run.status == RunStatus.QUEUED.value) & Run.synchronous.is_(True)),
-    )
-
-
 async def admit_sync(
     s: AsyncSession, settings: Settings, tenant: Tenant, automation: Automation, now: datetime
 ) -> None:
     """Raise QuotaExceeded unless a synchronous run of ``automation`` may start now (tenant row locked)."""
-    holders = list(
-        (
-            await s.execute(
-                select(Run).where(
-                    Run.tenant_id == tenant.id, Run.synchronous.is_(True), Run.status.in_(_values(SYNC_HOLDS))
-                )
-            )
-        ).scalars()
-    )
+    holders = await queue.sync_holders(s, tenant.id)
     limit = settings.sync_concurrency_per_tenant
     if len(holders) >= limit:
         metrics.QUOTA_REJECTIONS.labels("sync_tenant").inc()
@@ -91,38 +59,21 @@ async def admit_sync(
     busy = await automation_in_flight(s, automation.id)
     if busy >= cap:
         metrics.QUOTA_REJECTIONS.labels("automation").inc()
-        running = list(
-            (
-                await s.execute(
-                    select(Run).where(Run.automation_id == automation.id, Run.status.in_(_values(IN_FLIGHT)))
-                )
-            ).scalars()
-        )
         raise QuotaExceeded(
             f"the automation already has {busy} runs in flight, its maxConcurrentRuns is {cap}",
             code="AUTOMATION_LIMIT",
-            retry_after=await retry_after(s, running, now),
+            retry_after=await retry_after(s, await queue.automation_running(s, automation.id), now),
         )
 
 
 async def admit_background(s: AsyncSession, settings: Settings, tenant: Tenant, now: datetime) -> None:
     """Raise QuotaExceeded when the tenant's queue is full (tenant row locked)."""
-    queued = await _count(
-        s, Run.tenant_id == tenant.id, Run.synchronous.is_(False), Run.status == RunStatus.QUEUED.value
-    )
+    queued = await queue.background_queued_of(s, tenant.id)
     cap = settings.queue_max_per_tenant
     if queued < cap:
         return
     metrics.QUOTA_REJECTIONS.labels("queue_full").inc()
-    running = list(
-        (
-            await s.execute(
-                select(Run).where(
-                    Run.tenant_id == tenant.id, Run.synchronous.is_(False), Run.status.in_(_values(IN_FLIGHT))
-                )
-            )
-        ).scalars()
-    )
+    running = await queue.background_running_of(s, tenant.id)
     # the queue drains at about (runs in flight) per (typical duration); room appears after one of them
     one = await retry_after(s, running, now) if running else 5
     raise QuotaExceeded(
@@ -153,13 +104,5 @@ async def retry_after(s: AsyncSession, runs: list[Run], now: datetime) -> int:
 
 
 async def typical_duration(s: AsyncSession, automation_id: str) -> float | None:
-    rows = (
-        await s.execute(
-            select(Run.start_time, Run.stop_time)
-            .where(Run.automation_id == automation_id, Run.start_time.is_not(None), Run.stop_time.is_not(None))
-            .order_by(Run.stop_time.desc())
-            .limit(HISTORY)
-        )
-    ).all()
-    durations = [(stop - start).total_seconds() for start, stop in rows if start and stop]
+    durations = await queue.recent_durations(s, automation_id, HISTORY)
     return statistics.median(durations) if durations else None

@@ -1,12 +1,9 @@
 """Background dispatch: start queued runs as capacity frees, fairly across tenants.
 
 When a slot frees (a run ended, a run was queued, or a poll found work another replica queued), the
-dispatcher claims the next run: tenants with queued work take turns (round robin, a cursor kept in the
-dispatch row), and within a tenant runs go first in, first out, skipping runs whose automation is at its
-concurrency limit. So one tenant's thousand queued runs hold another tenant's single run back by at most
-one slot. Each claim is one short transaction that locks the dispatch row, counts what is in flight and
-moves one run queued -> starting with this replica as its owner; two replicas never claim the same run
-and never exceed the global limit together.
+dispatcher claims the next run, fairly across tenants (services/execution/claim.py: ``claim_next``), so one
+tenant's thousand queued runs hold another tenant's single run back by at most one slot, and starts its
+supervisor. Between passes it acts on stop requests, adopts dead replicas' runs and sweeps orphans.
 
 Runs that waited longer than CP_QUEUE_WAIT_TIMEOUT_SECONDS end "not started" with QUEUE_TIMEOUT.
 """
@@ -18,19 +15,18 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
 from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
-from controlplane.core.states import TERMINAL, ErrorCode, RunStatus
-from controlplane.db.session import transaction
-from controlplane.db.tables import Automation, DispatchState, Run, Tenant, utcnow
-from controlplane.services.execution.admission import IN_FLIGHT, automation_cap, automation_in_flight
-from controlplane.services.execution.engine import RunEngine, err
+from controlplane.core.states import ErrorCode, RunStatus
+from controlplane.db.tables import utcnow
+from controlplane.services.execution import claim
+from controlplane.services.execution.engine import RunEngine
+from controlplane.services.execution.outcome import err
 from controlplane.services.execution.replicas import Replicas
-from controlplane.store import runs as run_store
+from controlplane.store import queue
 
 log = logging.getLogger("controlplane.dispatch")
 
@@ -48,7 +44,6 @@ async def stop_gracefully(task: asyncio.Task[None], *, grace: float = 10.0) -> N
 SWEEP_SECONDS = 60.0
 SWEEP_RETRY_SECONDS = 5.0  # after a sandbox could not be removed (services/execution/engine.py: sweep_due)
 OVERDUE_SLACK_SECONDS = 60  # a run this far past its deadline and not finished is stuck (metric)
-CANDIDATES = 50  # queued runs of one tenant looked at per claim (FIFO), past saturated automations
 
 
 class Dispatcher:
@@ -136,99 +131,14 @@ class Dispatcher:
             return started
 
     async def claim_one(self) -> str | None:
-        now = utcnow()
-        async with transaction(self.sessions) as s:
-            await s.execute(update(DispatchState).where(DispatchState.id == 1).values(updated_at=now))
-            state = await s.get(DispatchState, 1)
-            if state is None:  # a database migrated without its seed row
-                state = DispatchState(id=1, last_tenant_id="")
-                s.add(state)
-            in_flight = int(
-                (
-                    await s.execute(
-                        select(func.count())
-                        .select_from(Run)
-                        .where(Run.synchronous.is_(False), Run.status.in_([x.value for x in IN_FLIGHT]))
-                    )
-                ).scalar_one()
-            )
-            if in_flight >= self.settings.background_concurrency_total:
-                return None
-            tenants = [
-                str(t)
-                for t in (
-                    await s.execute(
-                        select(Run.tenant_id)
-                        .where(Run.status == RunStatus.QUEUED.value, Run.synchronous.is_(False))
-                        .distinct()
-                        .order_by(Run.tenant_id)
-                    )
-                ).scalars()
-            ]
-            if not tenants:
-                return None
-            cursor = state.last_tenant_id
-            order = [t for t in tenants if t > cursor] + [t for t in tenants if t <= cursor]
-            for tenant_id in order:
-                run = await self._next_of(s, tenant_id)
-                if run is None:
-                    continue
-                claimed = await run_store.set_fields(
-                    s,
-                    run.id,
-                    expect=[RunStatus.QUEUED],
-                    status=RunStatus.STARTING.value,
-                    claimed_by=self.replica_id,
-                )
-                if not claimed:
-                    continue
-                state.last_tenant_id = tenant_id
-                metrics.QUEUE_WAIT.labels("background").observe(max(0.0, (now - run.created_at).total_seconds()))
-                return run.id
-            return None
-
-    async def _next_of(self, s: AsyncSession, tenant_id: str) -> Run | None:
-        """The tenant's oldest queued background run whose automation has a free slot."""
-        candidates = (
-            await s.execute(
-                select(Run)
-                .where(Run.tenant_id == tenant_id, Run.status == RunStatus.QUEUED.value, Run.synchronous.is_(False))
-                .order_by(Run.created_at, Run.id)
-                .limit(CANDIDATES)
-            )
-        ).scalars()
-        tenant = await s.get(Tenant, tenant_id)
-        saturated: set[str] = set()
-        for run in candidates:
-            if run.automation_id in saturated:
-                continue
-            automation = await s.get(Automation, run.automation_id)
-            if automation is None:
-                continue
-            cap = automation_cap(automation, tenant.settings if tenant else None)
-            if await automation_in_flight(s, automation.id) >= cap:
-                saturated.add(automation.id)
-                continue
-            return run
-        return None
+        return await claim.claim_next(
+            self.settings, self.sessions, replica_id=self.replica_id, backend=self.engine.backend.name
+        )
 
     async def expire_waiting(self) -> int:
         limit = utcnow() - timedelta(seconds=self.settings.queue_wait_timeout_seconds)
         async with self.sessions() as s:
-            stale = [
-                str(r)
-                for r in (
-                    await s.execute(
-                        select(Run.id)
-                        .where(
-                            Run.status == RunStatus.QUEUED.value,
-                            Run.synchronous.is_(False),
-                            Run.created_at < limit,
-                        )
-                        .limit(500)
-                    )
-                ).scalars()
-            ]
+            stale = await queue.waited_since(s, limit, 500)
         wait = self.settings.queue_wait_timeout_seconds
         entry = err(
             ErrorCode.QUEUE_TIMEOUT,
@@ -241,22 +151,9 @@ class Dispatcher:
 
     async def _refresh_depth(self) -> None:
         async with self.sessions() as s:
-            rows = (
-                await s.execute(
-                    select(Tenant.name, func.count(Run.id))
-                    .join(Run, Run.tenant_id == Tenant.id)
-                    .where(Run.status == RunStatus.QUEUED.value, Run.synchronous.is_(False))
-                    .group_by(Tenant.name)
-                )
-            ).all()
-            overdue = await s.scalar(
-                select(func.count(Run.id)).where(
-                    Run.status.not_in([st.value for st in TERMINAL]),
-                    Run.deadline_at < utcnow() - timedelta(seconds=OVERDUE_SLACK_SECONDS),
-                )
-            )
-        metrics.RUNS_OVERDUE.set(int(overdue or 0))
-        seen = {str(name): int(n) for name, n in rows}
+            seen = await queue.depth_by_tenant(s)
+            overdue = await queue.overdue(s, utcnow() - timedelta(seconds=OVERDUE_SLACK_SECONDS))
+        metrics.RUNS_OVERDUE.set(overdue)
         for name in list(_known_depth_labels):
             if name not in seen:
                 metrics.QUEUE_DEPTH.labels(name).set(0)

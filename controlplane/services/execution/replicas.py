@@ -15,12 +15,12 @@ import secrets
 import socket
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
-from controlplane.db.tables import Replica, utcnow
+from controlplane.db.tables import utcnow
+from controlplane.store import replicas as store
 
 log = logging.getLogger("controlplane.replicas")
 HOST = socket.gethostname()
@@ -50,18 +50,18 @@ class Replicas:
 
     async def register(self) -> None:
         async with transaction(self.sessions) as s:
-            s.add(Replica(id=self.id, host=HOST, pid=os.getpid(), started_at=utcnow(), heartbeat_at=utcnow()))
+            await store.register(s, self.id, host=HOST, pid=os.getpid(), now=utcnow())
 
     async def beat(self) -> None:
         async with transaction(self.sessions) as s:
-            await s.execute(update(Replica).where(Replica.id == self.id).values(heartbeat_at=utcnow()))
+            await store.beat(s, self.id, utcnow())
 
     async def alive(self) -> set[str]:
         """Ids of replicas that are alive now (this one always is)."""
         now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.replica_dead_after_seconds)
         async with self.sessions() as s:
-            rows = list((await s.execute(select(Replica))).scalars())
+            rows = await store.all_replicas(s)
         out = {self.id}
         for row in rows:
             if row.heartbeat_at < cutoff:
@@ -89,7 +89,7 @@ class Replicas:
     async def _forget_long_dead(self) -> None:
         cutoff = utcnow() - timedelta(days=1)
         async with transaction(self.sessions) as s:
-            await s.execute(delete(Replica).where(Replica.heartbeat_at < cutoff))
+            await store.forget_silent_since(s, cutoff)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -98,4 +98,4 @@ class Replicas:
                 await asyncio.wait_for(self._task, timeout=10)
         with contextlib.suppress(Exception):
             async with transaction(self.sessions) as s:
-                await s.execute(delete(Replica).where(Replica.id == self.id))
+                await store.forget(s, self.id)

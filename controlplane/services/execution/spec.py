@@ -1,4 +1,4 @@
-"""From a committed run row to the ``RunSpec`` a backend launches: claim, code version, env, limits.
+"""From a claimed run row to the ``RunSpec`` a backend launches: code version, env, limits.
 
 The run's environment, later entries winning: the tenant's variables and secrets as ``<prefix><NAME>``
 (services/tenancy/secrets.py), the automation's own env (more specific than the tenant's), then the platform's
@@ -33,10 +33,11 @@ from controlplane.backends.base import (
 )
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.settings import Settings
-from controlplane.core.states import ACTIVE, NetworkMode, Role, RunStatus, transition
+from controlplane.core.states import NetworkMode, Role
 from controlplane.db.session import transaction
-from controlplane.db.tables import utcnow
+from controlplane.db.tables import Automation, Run, Tenant, utcnow
 from controlplane.services.automations import limits, parameters
+from controlplane.services.execution import claim
 from controlplane.services.tenancy import secrets
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as run_store
@@ -75,92 +76,88 @@ async def prepare_run(
     claimed: bool = False,
     replica_id: str = "local",
 ) -> PreparedRun | None:
-    """Claim the run for this replica (queued -> starting) unless the dispatcher already did (``claimed``)
-    or it is being re-attached, and build its spec. None when the run is not this replica's to start."""
+    """Make sure the run is this replica's to start (services/execution/claim.py) and build its spec, in one
+    transaction. None when the run is not this replica's to start."""
     async with transaction(sessions) as s:
         run = await run_store.get_any(s, run_id)
-        if run is None:
+        if run is None or not await claim.ours_to_start(
+            s, run, attach=attach, claimed=claimed, replica_id=replica_id, backend=backend.name
+        ):
             return None
-        status = RunStatus(run.status)
-        deadline = utcnow() + timedelta(seconds=run.timeout_seconds)
-        if attach:
-            if status not in ACTIVE:
-                return None
-        elif claimed:
-            if status != RunStatus.STARTING or run.claimed_by != replica_id:
-                return None
-            await run_store.set_fields(s, run_id, backend=backend.name, deadline_at=deadline)
-        else:
-            if status != RunStatus.QUEUED:
-                return None
-            transition(status, RunStatus.STARTING)
-            won = await run_store.set_fields(
-                s,
-                run_id,
-                expect=[RunStatus.QUEUED],
-                status=RunStatus.STARTING.value,
-                backend=backend.name,
-                claimed_by=replica_id,
-                deadline_at=deadline,
-            )
-            if not won:
-                return None
-            run.deadline_at = deadline
-        version = await automation_store.get_version(s, run.automation_id, run.automation_version)
-        tenant = await tenant_store.get_tenant(s, run.tenant_id)
-        automation = await automation_store.get(s, run.tenant_id, run.automation_id)
-        if version is None or tenant is None or automation is None:
-            raise ControlPlaneError("the run's automation version no longer exists", code="AUTOMATION_GONE")
-        spec: dict[str, Any] = version.spec
-        network = NetworkMode(spec.get("network", "none"))
-        configured = await secrets.run_values(settings, s, run.tenant_id)
-        env: dict[str, str] = {}
-        if not attach:
-            prefix = settings.sandbox_env_prefix
-            env = {prefix + name: value for name, value in configured.env.items() if name not in RESERVED}
-            env.update(spec.get("env", {}))
-            user_id = run.executed_by_id or automation.owner_id
-            user = await tenant_store.get_user(s, run.tenant_id, user_id)
-            role = run_token_role(user.role if user else Role.VIEWER.value)
-            _, token = await tenant_store.create_token(
-                s,
-                tenant_id=run.tenant_id,
-                user_id=user.id if user else automation.owner_id,
-                role=role.value,
-                description=f"run {run_id}",
-                run_id=run_id,
-                expires_at=utcnow() + timedelta(seconds=run.timeout_seconds + settings.run_token_ttl_seconds),
-            )
-            dsn = configured.env.get("DSN") or (tenant.settings or {}).get("dsn") or secrets.build_dsn(configured.env)
-            env.update(_platform_env(settings, backend, network, run_id, automation.id, tenant.name, token, dsn))
-            env.update(parameters.run_env(prefix, spec.get("parameters"), run.input or b""))  # typed parameters
-        files = {path: str(text).encode() for path, text in spec.get("files", {}).items()}
-        run_spec = RunSpec(
-            run_id=run.id,
-            tenant_id=run.tenant_id,
-            automation_id=run.automation_id,
-            image=settings.sandbox_image,
-            runtime=spec["runtime"],
-            entrypoint=spec["entrypoint"],
-            files=files,
-            args=tuple(str(a) for a in run.args),
-            env=env,
-            input=run.input or b"",
-            resources=limits.effective(settings, tenant.settings, spec.get("resources", {})),
-            network=network,
-            deadline_seconds=float(run.timeout_seconds),
-            outputs_max_files=settings.artifacts_max_files,
-            outputs_max_bytes=settings.artifacts_max_bytes,
-            labels={LABEL_AUTOMATION: run.automation_id},
-        )
-        return PreparedRun(
-            spec=run_spec,
-            synchronous=run.synchronous,
-            sandbox_name=settings.container_prefix + run.id,
-            deadline_at=run.deadline_at if attach else deadline,
-            tenant_name=tenant.name,
-            secrets=configured.secrets,
-        )
+        return await build(settings, s, backend, run, attach=attach)
+
+
+async def build(settings: Settings, s: AsyncSession, backend: Backend, run: Run, *, attach: bool) -> PreparedRun:
+    """The spec of a claimed run: its frozen version, the tenant's variables and secrets, a run token."""
+    version = await automation_store.get_version(s, run.automation_id, run.automation_version)
+    tenant = await tenant_store.get_tenant(s, run.tenant_id)
+    automation = await automation_store.get(s, run.tenant_id, run.automation_id)
+    if version is None or tenant is None or automation is None:
+        raise ControlPlaneError("the run's automation version no longer exists", code="AUTOMATION_GONE")
+    spec: dict[str, Any] = version.spec
+    network = NetworkMode(spec.get("network", "none"))
+    configured = await secrets.run_values(settings, s, run.tenant_id)
+    env = {} if attach else await _run_env(settings, s, backend, run, automation, tenant, spec, network, configured)
+    files = {path: str(text).encode() for path, text in spec.get("files", {}).items()}
+    run_spec = RunSpec(
+        run_id=run.id,
+        tenant_id=run.tenant_id,
+        automation_id=run.automation_id,
+        image=settings.sandbox_image,
+        runtime=spec["runtime"],
+        entrypoint=spec["entrypoint"],
+        files=files,
+        args=tuple(str(a) for a in run.args),
+        env=env,
+        input=run.input or b"",
+        resources=limits.effective(settings, tenant.settings, spec.get("resources", {})),
+        network=network,
+        deadline_seconds=float(run.timeout_seconds),
+        outputs_max_files=settings.artifacts_max_files,
+        outputs_max_bytes=settings.artifacts_max_bytes,
+        labels={LABEL_AUTOMATION: run.automation_id},
+    )
+    return PreparedRun(
+        spec=run_spec,
+        synchronous=run.synchronous,
+        sandbox_name=settings.container_prefix + run.id,
+        deadline_at=run.deadline_at,
+        tenant_name=tenant.name,
+        secrets=configured.secrets,
+    )
+
+
+async def _run_env(
+    settings: Settings,
+    s: AsyncSession,
+    backend: Backend,
+    run: Run,
+    automation: Automation,
+    tenant: Tenant,
+    spec: dict[str, Any],
+    network: NetworkMode,
+    configured: secrets.RunValues,
+) -> dict[str, str]:
+    """The environment of a new run (a re-attached one already has its own): see the module docstring."""
+    prefix = settings.sandbox_env_prefix
+    env = {prefix + name: value for name, value in configured.env.items() if name not in RESERVED}
+    env.update(spec.get("env", {}))
+    user_id = run.executed_by_id or automation.owner_id
+    user = await tenant_store.get_user(s, run.tenant_id, user_id)
+    role = run_token_role(user.role if user else Role.VIEWER.value)
+    _, token = await tenant_store.create_token(
+        s,
+        tenant_id=run.tenant_id,
+        user_id=user.id if user else automation.owner_id,
+        role=role.value,
+        description=f"run {run.id}",
+        run_id=run.id,
+        expires_at=utcnow() + timedelta(seconds=run.timeout_seconds + settings.run_token_ttl_seconds),
+    )
+    dsn = configured.env.get("DSN") or (tenant.settings or {}).get("dsn") or secrets.build_dsn(configured.env)
+    env.update(_platform_env(settings, backend, network, run.id, automation.id, tenant.name, token, dsn))
+    env.update(parameters.run_env(prefix, spec.get("parameters"), run.input or b""))  # typed parameters
+    return env
 
 
 def _platform_env(

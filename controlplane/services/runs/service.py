@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
@@ -21,9 +20,9 @@ from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooL
 from controlplane.core.filters import parse_filter, parse_sort
 from controlplane.core.schemas import ArtifactPublic, RunPublic
 from controlplane.core.settings import Settings
-from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus, transition
+from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
+from controlplane.db.tables import Artifact, RuleRun, Run, utcnow
 from controlplane.services.automations import parameters
 from controlplane.services.automations.service import duration_seconds, run_metrics
 from controlplane.services.execution import admission
@@ -125,12 +124,7 @@ class RunService:
             await s.flush()
             if started_by_rule is not None:  # with the run, so its end already knows its depth (loop cut)
                 s.add(RuleRun(run_id=run.id, rule_id=started_by_rule[0], depth=started_by_rule[1]))
-            await s.execute(
-                update(Automation)
-                .where(Automation.id == automation.id)
-                # seed 004's lastRunStatus has no "queued": a run waiting in the queue has not started
-                .values(last_run_id=run.id, last_run_status=RunStatus.NOT_STARTED.value)
-            )
+            await store.point_last_run(s, run)
         metrics.RUNS_CREATED.labels(principal.tenant_name, context.value).inc()
         if synchronous:
             self.engine.dispatch(run.id)
@@ -157,8 +151,7 @@ class RunService:
                         f"the run already ended ({status.value}); there is nothing to stop", code="RUN_ENDED"
                     )
                 if status in (RunStatus.STARTING, RunStatus.RUNNING):
-                    transition(status, RunStatus.MUST_STOP)
-                    if not await store.set_fields(s, run_id, expect=[status], status=RunStatus.MUST_STOP.value):
+                    if not await store.move(s, run_id, status, RunStatus.MUST_STOP):
                         continue
             if status == RunStatus.QUEUED:
                 if await self.engine.end_unstarted(run_id, RunStatus.STOPPED, entry):

@@ -14,15 +14,15 @@ import contextlib
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.backends.base import Backend
 from controlplane.core import metrics
 from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
-from controlplane.db.tables import Tenant, utcnow
+from controlplane.db.tables import utcnow
 from controlplane.services.upkeep.retention import Retention
+from controlplane.store import tenants as tenant_store
 
 log = logging.getLogger("controlplane.housekeeping")
 
@@ -44,7 +44,7 @@ class Housekeeper:
     async def sweep_archives(self) -> dict[str, int]:
         """One pass over every tenant; returns files removed per tenant name."""
         async with self.sessions() as s:
-            tenants = list((await s.execute(select(Tenant))).scalars())
+            tenants = await tenant_store.all_tenants(s)
         removed: dict[str, int] = {}
         for tenant in tenants:
             try:

@@ -20,19 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
 from controlplane.core.settings import Settings
-from controlplane.core.states import TERMINAL
 from controlplane.db.session import transaction
-from controlplane.db.tables import Run, Tenant, utcnow
+from controlplane.db.tables import utcnow
 from controlplane.store import runs as run_store
+from controlplane.store import tenants as tenant_store
 
 log = logging.getLogger("controlplane.retention")
 
-_FINAL = sorted(s.value for s in TERMINAL)
 MAX_BATCHES_PER_PASS = 100
 
 
@@ -87,7 +85,7 @@ class Retention:
         """One pass over every tenant; returns runs deleted per tenant name (tenants that failed are absent)."""
         now = now or utcnow()
         async with self.sessions() as s:
-            tenants = [(t.id, t.name, dict(t.settings or {})) for t in (await s.execute(select(Tenant))).scalars()]
+            tenants = [(t.id, t.name, dict(t.settings or {})) for t in await tenant_store.all_tenants(s)]
         done: dict[str, TenantSweep] = {}
         for tenant_id, name, tenant_settings in tenants:
             try:
@@ -122,21 +120,10 @@ class Retention:
     async def _batch(self, tenant_id: str, cutoff: datetime) -> int:
         """One transaction: up to retention_batch_size of the oldest expired runs, with what hangs off them."""
         async with transaction(self.sessions) as s:
-            stmt = (
-                select(Run.id, Run.automation_id)
-                .where(
-                    Run.tenant_id == tenant_id,
-                    Run.status.in_(_FINAL),
-                    Run.created_at < cutoff,
-                    or_(Run.stop_time.is_(None), Run.stop_time < cutoff),
-                )
-                .order_by(Run.created_at, Run.id)
-                .limit(self.settings.retention_batch_size)
-            )
-            rows = (await s.execute(stmt)).all()
+            rows = await run_store.expired(s, tenant_id, cutoff, self.settings.retention_batch_size)
             if not rows:
                 return 0
-            run_ids = [r.id for r in rows]
-            automation_ids = sorted({r.automation_id for r in rows})
+            run_ids = [run_id for run_id, _ in rows]
+            automation_ids = sorted({automation_id for _, automation_id in rows})
             # status re-checked there: a run is final forever, but the delete must never take one that is not
             return await run_store.delete_final(s, run_ids, automation_ids)
