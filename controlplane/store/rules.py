@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.db.tables import Automation, AutomationRule, AutomationRuleEvaluation, RuleRun, utcnow
 
-SORT_COLUMNS: dict[str, Any] = {
+_COLUMNS: dict[str, Any] = {
     "id": AutomationRule.id,
     "name": AutomationRule.name,
     "position": AutomationRule.position,
@@ -21,11 +23,34 @@ SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-def visible_to(*, user_id: str | None, spaces: set[str] | None) -> ColumnElement[bool] | None:
-    """Rules whose automation the caller sees (None: everything, for tenant admins)."""
-    if spaces is None:
-        return None
-    return or_(Automation.owner_id == user_id, Automation.space_id.is_(None), Automation.space_id.in_(spaces))
+SORT_KEYS = tuple(_COLUMNS)
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter on a rule's field: ``field op value``; op is one of = != > >= < <= in. ``app_offering``
+    matches the rule's automation by id or name."""
+
+    field: str
+    op: str
+    value: Any
+
+    def clause(self) -> ColumnElement[bool]:
+        if self.field == "app_offering":
+            return or_(Automation.id == self.value, Automation.name == self.value)
+        column = _COLUMNS[self.field]
+        if self.op == "in":
+            return column.in_(list(self.value))  # type: ignore[no-any-return]
+        return _OPERATORS[self.op](column, self.value)  # type: ignore[no-any-return]
 
 
 async def get(session: AsyncSession, tenant_id: str, rule_id: int) -> tuple[AutomationRule, Automation] | None:
@@ -42,20 +67,34 @@ async def search(
     session: AsyncSession,
     tenant_id: str,
     *,
-    where: Sequence[ColumnElement[bool]],
-    order: Sequence[Any],
+    conditions: Sequence[Condition],
+    order: Sequence[tuple[str, bool]],
+    visible: tuple[str | None, set[str]] | None,
     offset: int,
     limit: int,
 ) -> tuple[list[tuple[AutomationRule, Automation]], int]:
-    """One page of a tenant's rules (with their automation) and how many match in all."""
+    """One page of a tenant's rules (with their automation) and how many match in all. ``order`` is
+    (sort key, descending) pairs; ``visible`` is (user id, space ids) for callers who see only their own
+    automations and those in their spaces (None: all of them, for tenant admins)."""
+    where = [c.clause() for c in conditions]
+    if visible is not None:
+        user_id, spaces = visible
+        where.append(
+            or_(Automation.owner_id == user_id, Automation.space_id.is_(None), Automation.space_id.in_(spaces))
+        )
     base = (
         select(AutomationRule, Automation)
         .join(Automation, Automation.id == AutomationRule.automation_id)
         .where(AutomationRule.tenant_id == tenant_id, *where)
     )
+    keys = [_COLUMNS[key].desc() if desc else _COLUMNS[key].asc() for key, desc in order]
     total = int((await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one())
-    rows = (await session.execute(base.order_by(*order, AutomationRule.id).offset(offset).limit(limit))).all()
+    rows = (await session.execute(base.order_by(*keys, AutomationRule.id).offset(offset).limit(limit))).all()
     return [(r[0], r[1]) for r in rows], total
+
+
+async def delete_rule(session: AsyncSession, rule: AutomationRule) -> None:
+    await session.delete(rule)
 
 
 async def next_position(session: AsyncSession, tenant_id: str) -> int:

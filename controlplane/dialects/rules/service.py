@@ -13,7 +13,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
@@ -89,14 +88,18 @@ class RuleService:
         self, principal: Principal, *, filters: dict[str, str], sort: str | None, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
         principal.require(Permission.READ)
-        where = [_filter(name, value) for name, value in filters.items()]
+        conditions = [c for name, value in filters.items() for c in _filter(name, value)]
+        order = _order(sort)
         async with self.sessions() as s:
             view = await self._view(s, principal)
-            visible = store.visible_to(user_id=principal.user_id, spaces=None if view.admin else view.visible_spaces())
-            if visible is not None:
-                where.append(visible)
             rows, total = await store.search(
-                s, principal.tenant_id, where=where, order=_order(sort), offset=(page - 1) * per_page, limit=per_page
+                s,
+                principal.tenant_id,
+                conditions=conditions,
+                order=order,
+                visible=None if view.admin else (principal.user_id, view.visible_spaces()),
+                offset=(page - 1) * per_page,
+                limit=per_page,
             )
         return [fields.public(rule, automation) for rule, automation in rows], total
 
@@ -159,7 +162,7 @@ class RuleService:
     async def delete(self, principal: Principal, rule_id: str) -> None:
         async with transaction(self.sessions) as s:
             rule, _ = await self._load(s, principal, rule_id, Permission.WRITE)
-            await s.delete(rule)
+            await store.delete_rule(s, rule)
 
 
 def _compile(values: dict[str, Any]) -> None:
@@ -169,52 +172,40 @@ def _compile(values: dict[str, Any]) -> None:
         raise ValidationFailed(str(exc), code="INVALID_RULE_TEXT", title="The rule does not compile") from None
 
 
-def _order(sort: str | None) -> list[Any]:
+def _order(sort: str | None) -> list[tuple[str, bool]]:
     """?sort=position,-name: ascending unless prefixed with '-' (seed 003's API family)."""
-    out: list[Any] = []
+    out: list[tuple[str, bool]] = []
     for part in (sort or "").split(","):
         name = part.strip()
         if not name:
             continue
         desc = name.startswith("-")
         name = name.lstrip("+-")
-        column = store.SORT_COLUMNS.get(name)
-        if column is None:
+        if name not in store.SORT_KEYS:
             raise BadRequest(
-                f"cannot sort on {name!r}; sort accepts: {', '.join(store.SORT_COLUMNS)}", code="INVALID_SORT"
+                f"cannot sort on {name!r}; sort accepts: {', '.join(store.SORT_KEYS)}", code="INVALID_SORT"
             )
-        out.append(column.desc() if desc else column.asc())
+        out.append((name, desc))
     return out
 
 
-def _filter(name: str, raw: str) -> ColumnElement[bool]:
+def _filter(name: str, raw: str) -> list[store.Condition]:
     """One ?field=value filter: exact value, '!value' (not), 'a,b' (any of, for id), and '>', '>=', '<',
-    '<=' (also two of them: '>=2026-01-01<2026-02-01') for id, position, created_at and updated_at."""
+    '<=' (also two of them: '>=2026-01-01<2026-02-01') for id, position, created_at and updated_at. All
+    the conditions returned must hold."""
     if name == "app_offering":
-        return (Automation.id == raw) | (Automation.name == raw)
-    column: Any = {"rulable_type": AutomationRule.rulable_type}.get(name) or store.SORT_COLUMNS[name]
+        return [store.Condition(name, "=", raw)]
     if name in ("name", "trigger", "rulable_type"):
         value = fields.normal_trigger(raw.lstrip("!")) if name == "trigger" else raw.lstrip("!")
-        return column != value if raw.startswith("!") else column == value  # type: ignore[no-any-return]
+        return [store.Condition(name, "!=" if raw.startswith("!") else "=", value)]
     if name == "id" and "," in raw:
-        return column.in_([_typed(name, x) for x in raw.split(",") if x.strip()])  # type: ignore[no-any-return]
+        return [store.Condition(name, "in", [_typed(name, x) for x in raw.split(",") if x.strip()])]
     if raw.startswith("!"):
-        return column != _typed(name, raw[1:])  # type: ignore[no-any-return]
+        return [store.Condition(name, "!=", _typed(name, raw[1:]))]
     parts = _COMPARE.findall(raw)
     if not parts or "".join(op + v for op, v in parts) != raw:
         raise BadRequest(f"filter {name}: cannot read {raw!r}", code="INVALID_FILTER")
-    clauses = []
-    for op, text in parts:
-        value = _typed(name, text)
-        clauses.append(
-            {">": column > value, ">=": column >= value, "<": column < value, "<=": column <= value}[op]
-            if op
-            else column == value
-        )
-    out = clauses[0]
-    for clause in clauses[1:]:
-        out = out & clause
-    return out  # type: ignore[no-any-return]
+    return [store.Condition(name, op or "=", _typed(name, text)) for op, text in parts]
 
 
 def _typed(name: str, text: str) -> Any:
