@@ -8,11 +8,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from controlplane import __version__
-from controlplane.api.deps import automation_in_view
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.middleware import RequestContext
 from controlplane.api.routes import (
@@ -59,7 +58,6 @@ class Mount:
     router: APIRouter
     prefixes: tuple[str, ...]
     tag: Callable[[str], str] | None = None  # operation ids per prefix when there are several
-    in_view: bool = False  # an automation's runs are seen by whoever sees the automation
 
 
 # Order matters where paths overlap: GET .../usage before GET .../{id}.
@@ -67,8 +65,8 @@ MOUNTS: tuple[Mount, ...] = (
     Mount(usage.router, NATIVE_PREFIXES, native_tag),
     Mount(runs.signed_router, NATIVE_PREFIXES, native_tag),  # signed export/debug links: no bearer token
     Mount(automations.router, NATIVE_PREFIXES, native_tag),
-    Mount(runs.router, NATIVE_PREFIXES, native_tag, in_view=True),
-    Mount(run_responses.router, NATIVE_PREFIXES, native_tag, in_view=True),
+    Mount(runs.router, NATIVE_PREFIXES, native_tag),
+    Mount(run_responses.router, NATIVE_PREFIXES, native_tag),
     Mount(tokens.router, ("/api/v1/tokens",)),
     Mount(spaces.router, ("/api/v1/spaces",)),
     Mount(health.router, ("",)),
@@ -86,17 +84,12 @@ EXTENSIONS: tuple[Callable[[Platform], object], ...] = (processes.attach,)
 
 def mount_all(app: FastAPI) -> None:
     for mount in MOUNTS:
-        deps = [Depends(automation_in_view)] if mount.in_view else None
         for prefix in mount.prefixes:
             if mount.tag is None:
-                app.include_router(mount.router, prefix=prefix, dependencies=deps)
+                app.include_router(mount.router, prefix=prefix)
             else:
-                app.include_router(
-                    mount.router,
-                    prefix=prefix,
-                    dependencies=deps,
-                    generate_unique_id_function=OperationId(mount.tag(prefix)),
-                )
+                ids = OperationId(mount.tag(prefix))
+                app.include_router(mount.router, prefix=prefix, generate_unique_id_function=ids)
 
 
 def _declare_extra_schemas(app: FastAPI) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from controlplane.core.auth import Permission, Principal
+from controlplane.core.auth import Principal
 from controlplane.core.schemas import Href, Links
 from controlplane.services.platform import Platform
 from controlplane.services.runs import usage
@@ -23,7 +23,7 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def get_principal(request: Request, platform: PlatformDep) -> Principal:
-    cached: Principal | None = getattr(request.state, "principal", None)  # automation_in_view ran first
+    cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     principal = await tenancy.authenticate(platform.sessions, request.headers.get("authorization"))
@@ -38,19 +38,6 @@ async def get_principal(request: Request, platform: PlatformDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def automation_in_view(request: Request, platform: PlatformDep) -> None:
-    """Router dependency of the runs routes: an automation's runs (logs, artifacts, ...) are seen by whoever
-    sees the automation (services/tenancy/spaces.py): 404 for one the caller may not see, 403 when their space role
-    does not allow the method (GET/HEAD: read; others: run). Requests without an Authorization header are
-    left to the route (its own 401, or a signed link's check)."""
-    automation_id = request.path_params.get("id")
-    if not automation_id or not request.headers.get("authorization"):
-        return
-    principal = await get_principal(request, platform)
-    need = Permission.READ if request.method in ("GET", "HEAD") else Permission.RUN
-    await platform.automations.spaces.require_automation(principal, automation_id, need)
 
 
 def base_url(request: Request) -> str:

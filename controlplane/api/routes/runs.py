@@ -223,7 +223,7 @@ async def debug_run(id: str, runId: str, request: Request, platform: PlatformDep
     return Response(url, media_type="text/plain; charset=utf-8")
 
 
-# Signed links: no bearer token (a browser, a colleague), so this router has no automation_in_view check;
+# Signed links: no bearer token (a browser, a colleague), so this router has no bearer check;
 # the signature names the automation and run and its expiry (403 when it does not match, 410 when expired).
 SIGNED_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody} for c in (403, 404, 410, 500, 503)}
 signed_router = APIRouter(tags=["runs"], responses=SIGNED_ERRORS)

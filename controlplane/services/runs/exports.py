@@ -137,9 +137,7 @@ class ExportService:
     async def link(self, principal: Principal, kind: str, automation_id: str, run_id: str, *, prefix: str) -> str:
         """A signed URL for a run the principal may read (the same check as reading the run); an export, a
         POST like stop and retry, also needs the run permission (seed 004: editor or operator)."""
-        if kind == EXPORT:
-            principal.require(Permission.RUN)
-        await self.runs.get(principal, automation_id, run_id, base_url="")
+        await self.runs.require(principal, automation_id, run_id, Permission.RUN if kind == EXPORT else Permission.READ)
         expires = int(self.clock()) + self.settings.export_url_ttl_seconds
         sig = self.signature(kind, automation_id, run_id, expires)
         tail = "export" if kind == EXPORT else "debug/log"

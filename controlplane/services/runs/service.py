@@ -2,6 +2,10 @@
 
 Submitting commits the run row (status queued) before anything else happens; only then does the engine
 get it. A synchronous caller waits on the engine; the run itself never depends on the caller staying.
+
+An automation's runs are seen by whoever sees the automation (services/tenancy/spaces.py): every method
+here checks it, so no caller can forget to — 404 for an automation the caller may not see, 403 when their
+space role does not allow what they ask (read, or run for submit, stop, retry and export).
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooL
 from controlplane.core.filters import parse_filter, parse_sort
 from controlplane.core.schemas import ArtifactPublic, RunPublic
 from controlplane.core.settings import Settings
-from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, RunContext, RunStatus
+from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, Role, RunContext, RunStatus
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, RuleRun, Run, utcnow
+from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
 from controlplane.services.automations import parameters
 from controlplane.services.automations.service import duration_seconds, run_metrics
 from controlplane.services.execution import admission
 from controlplane.services.execution.engine import RunEngine
+from controlplane.services.tenancy.spaces import SpaceService, automation_missing
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as store
 from controlplane.store.query import PageResult
@@ -52,6 +57,7 @@ class RunService:
         self.sessions = sessions
         self.engine = engine
         self.on_queued = on_queued
+        self.spaces = SpaceService(sessions)
 
     # --- commands -----------------------------------------------------------------------------------
 
@@ -81,9 +87,7 @@ class RunService:
         synchronous = context.synchronous
         async with transaction(self.sessions) as s:
             tenant = await admission.lock_tenant(s, principal.tenant_id)  # serialises this tenant's admissions
-            automation = await automation_store.get(s, principal.tenant_id, automation_id)
-            if automation is None:
-                raise NotFound(f"automation {automation_id} does not exist")
+            automation = await self._automation(s, principal, automation_id, Permission.RUN)
             if automation.state == AutomationState.DISABLED.value:
                 raise Conflict("the automation is disabled; enable it to run it", code="AUTOMATION_DISABLED")
             if automation.parameters:  # typed parameters: 400 listing every problem, defaults filled in
@@ -144,7 +148,7 @@ class RunService:
         }
         for _ in range(5):  # a queued run may be claimed between our read and our write: read again
             async with transaction(self.sessions) as s:
-                run = await self._load(s, principal, automation_id, run_id)
+                run = await self._load(s, principal, automation_id, run_id, Permission.RUN)
                 status = RunStatus(run.status)
                 if status in TERMINAL:
                     raise Conflict(
@@ -166,7 +170,7 @@ class RunService:
         linked to the original (retryOf), context retry."""
         principal.require(Permission.RUN)
         async with self.sessions() as s:
-            original = await self._load(s, principal, automation_id, run_id)
+            original = await self._load(s, principal, automation_id, run_id, Permission.RUN)
         return await self.submit(
             principal,
             automation_id,
@@ -185,17 +189,38 @@ class RunService:
 
     # --- queries ------------------------------------------------------------------------------------
 
-    async def _load(self, s: AsyncSession, principal: Principal, automation_id: str, run_id: str) -> Run:
+    async def _automation(
+        self, s: AsyncSession, principal: Principal, automation_id: str, permission: Permission
+    ) -> Automation:
+        """The automation, when the caller may act on its runs with ``permission``; tenant admins see the
+        whole tenant, so for them there is no space to check (and no query to pay)."""
+        if principal.role != Role.ADMIN:
+            return await self.spaces.automation(s, principal, automation_id, permission)
+        automation = await automation_store.get(s, principal.tenant_id, automation_id)
+        if automation is None:
+            raise automation_missing(automation_id)
+        return automation
+
+    async def _load(
+        self, s: AsyncSession, principal: Principal, automation_id: str, run_id: str, permission: Permission
+    ) -> Run:
+        principal.require(permission)
+        if principal.role != Role.ADMIN:
+            await self.spaces.automation(s, principal, automation_id, permission)
         run = await store.get(s, principal.tenant_id, run_id)
         if run is None or run.automation_id != automation_id:
             raise NotFound(f"run {run_id} does not exist")
         return run
 
     async def get(self, principal: Principal, automation_id: str, run_id: str, *, base_url: str) -> RunPublic:
-        principal.require(Permission.READ)
         async with self.sessions() as s:
-            run = await self._load(s, principal, automation_id, run_id)
+            run = await self._load(s, principal, automation_id, run_id, Permission.READ)
             return await self.public(s, run, base_url=base_url)
+
+    async def require(self, principal: Principal, automation_id: str, run_id: str, permission: Permission) -> None:
+        """404 unless the run exists and the caller sees it; 403 unless they may act on it with ``permission``."""
+        async with self.sessions() as s:
+            await self._load(s, principal, automation_id, run_id, permission)
 
     async def search(
         self,
@@ -212,8 +237,7 @@ class RunService:
         where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
         field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "-createdAt")
         async with self.sessions() as s:
-            if await automation_store.get(s, principal.tenant_id, automation_id) is None:
-                raise NotFound(f"automation {automation_id} does not exist")
+            await self._automation(s, principal, automation_id, Permission.READ)
             page = await store.list_page(
                 s,
                 principal.tenant_id,
@@ -289,7 +313,7 @@ class RunService:
         if stream not in STREAMS:
             raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
         async with self.sessions() as s:
-            await self._load(s, principal, automation_id, run_id)
+            await self._load(s, principal, automation_id, run_id, Permission.READ)
             data, _ = await store.read_log(s, run_id, stream)
             return data
 
@@ -301,7 +325,7 @@ class RunService:
         if stream not in STREAMS:
             raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
         async with self.sessions() as s:
-            await self._load(s, principal, automation_id, run_id)
+            await self._load(s, principal, automation_id, run_id, Permission.READ)
         return self._follow(run_id, stream)
 
     async def _follow(self, run_id: str, stream: str) -> AsyncIterator[bytes]:
@@ -330,7 +354,7 @@ class RunService:
     async def artifact(self, principal: Principal, automation_id: str, run_id: str, path: str) -> Artifact:
         principal.require(Permission.READ)
         async with self.sessions() as s:
-            await self._load(s, principal, automation_id, run_id)
+            await self._load(s, principal, automation_id, run_id, Permission.READ)
             art = await store.get_artifact(s, run_id, path)
             if art is None:
                 raise NotFound(f"run {run_id} has no artifact {path!r}")
