@@ -48,9 +48,10 @@ run: venv image ## serve the API on http://127.0.0.1:8080 (Ctrl-C stops)
 	$(BIN)/controlplane serve
 
 lint: venv ## ruff, import-linter layers, mypy (and shellcheck on the scripts when installed)
-	$(BIN)/ruff check controlplane tests
+	$(BIN)/ruff check controlplane tests sandbox-images
 	$(BIN)/lint-imports
 	$(BIN)/mypy controlplane
+	$(BIN)/mypy sandbox-images/python/volume_clear.py sandbox-images/python/volume_sweep.py sandbox-images/python/volume_own.py
 	@if command -v shellcheck >/dev/null; then \
 		shellcheck -x scripts/*.sh sandbox-images/python/*.sh .ci/run; \
 	else echo "shellcheck not installed: shell scripts not checked" >&2; fi

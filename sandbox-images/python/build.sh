@@ -23,7 +23,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 IMAGE=${CP_SANDBOX_IMAGE:-controlplane-sandbox-python:1}
 SUITE=bookworm
 SANDBOX_ID=10001
-INPUTS=(build.sh Dockerfile packages.txt runner.py jetquery_response.py)
+INPUTS=(build.sh Dockerfile packages.txt runner.py jetquery_response.py volume_clear.py volume_sweep.py volume_own.py)
 LABEL_SHA=io.controlplane.inputs-sha
 # Packages apt pulls in only as dependencies (of dash, ca-certificates, python3-pil, ...) whose files a
 # sandbox does not need at runtime; build.sh deletes their files and leaves them out of the package list.
@@ -208,6 +208,11 @@ make_layout() {
     # the run's tmpfs is mounted here; owned by the sandbox user so a plain `docker run` works too
     install -d -m 0755 -o "$id" -g "$id" "$root/work"
     install -m 0555 -o 0 -g 0 "$runner" "$root/opt/controlplane/runner.py"
+    # the programs the backend's short-lived volume helpers run (backends/docker/volumes.py)
+    local tool
+    for tool in volume_clear.py volume_sweep.py volume_own.py; do
+        install -m 0444 -o 0 -g 0 "$HERE/$tool" "$root/opt/controlplane/$tool"
+    done
     if command -v ldconfig >/dev/null 2>&1; then
         ldconfig -r "$root" 2>/dev/null || log "warning: ldconfig failed; the loader searches its default paths"
         rm -rf "$root/var/cache/ldconfig"

@@ -56,56 +56,12 @@ _LOCAL_ENGINE = ("http+docker://localhost", "http+docker://localunixsocket")
 _MOUNT_OPTIONS = "nosuid,nodev"
 HELPER_TIMEOUT_SECONDS = 300
 
-_CLEAR = """
-import os, shutil
-for name in os.listdir("/mnt/files"):
-    path = os.path.join("/mnt/files", name)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-"""
-
-# Deletes what is older than the cut-off; never follows a symlink (lstat, unlink the link itself).
-_SWEEP = """
-import json, os, stat, sys, time
-cutoff = time.time() - float(sys.argv[1]) * 86400
-removed = errors = 0
-def sweep(path, top):
-    global removed, errors
-    try:
-        st = os.lstat(path)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
-            os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)  # a run may have locked its own directory
-        names = os.listdir(path)
-    except OSError:
-        errors += 1
-        return
-    for name in names:
-        if top and name == "lost+found":
-            continue
-        p = os.path.join(path, name)
-        try:
-            st = os.lstat(p)
-        except OSError:
-            errors += 1
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            sweep(p, False)
-            if st.st_mtime < cutoff:
-                try:
-                    os.rmdir(p)  # only when empty: something newer inside keeps it
-                except OSError:
-                    pass
-        elif st.st_mtime < cutoff:
-            try:
-                os.unlink(p)
-                removed += 1
-            except OSError:
-                errors += 1
-sweep(sys.argv[2], True)
-print(json.dumps({"removed": removed, "errors": errors}))
-"""
+# The helpers' programs live in the sandbox image (sandbox-images/python/volume_*.py), where lint, types
+# and tests see them.
+_TOOLS = "/opt/controlplane"
+_CLEAR = ["/usr/bin/python3", "-I", f"{_TOOLS}/volume_clear.py", "/mnt/files"]
+_SWEEP = ["/usr/bin/python3", "-I", f"{_TOOLS}/volume_sweep.py"]
+_OWN = ["/usr/bin/python3", "-I", f"{_TOOLS}/volume_own.py"]
 
 
 def volume_slug(tenant_id: str) -> str:
@@ -156,7 +112,7 @@ class TenantVolumes:
                 volume = self._ensure_files(tenant_id)
                 mount = Mount(target=SANDBOX_FILES, source=volume, type="volume", no_copy=True)
                 # root without capabilities: it owns what it wrote before, and nothing else is possible.
-                with self._helper(tenant_id, ["/usr/bin/python3", "-I", "-c", _CLEAR], [mount], "0:0") as c:
+                with self._helper(tenant_id, _CLEAR, [mount], "0:0") as c:
                     _finish(c, "clearing FILES")
                     if not c.put_archive(SANDBOX_FILES, payload):
                         raise BackendError(f"writing FILES of tenant {tenant_id!r} failed")
@@ -173,7 +129,7 @@ class TenantVolumes:
                     return 0
                 volume = self._ensure_archive(tenant_id)
                 mount = Mount(target=SANDBOX_ARCHIVE, source=volume, type="volume", no_copy=True)
-                cmd = ["/usr/bin/python3", "-I", "-c", _SWEEP, str(older_than_days), SANDBOX_ARCHIVE]
+                cmd = [*_SWEEP, str(older_than_days), SANDBOX_ARCHIVE]
                 with self._helper(tenant_id, cmd, [mount], self._settings.sandbox_user) as c:
                     out = _finish(c, "cleaning ARCHIVE")
         except docker.errors.DockerException as exc:
@@ -277,8 +233,7 @@ class TenantVolumes:
     def _chown_archive(self, tenant_id: str, volume: str) -> None:
         """A fresh plain volume is root's; hand its top directory to the sandbox user (CAP_CHOWN only)."""
         mount = Mount(target=SANDBOX_ARCHIVE, source=volume, type="volume", no_copy=True)
-        code = f"import os; os.chown({SANDBOX_ARCHIVE!r}, {self._uid}, {self._gid})"
-        cmd = ["/usr/bin/python3", "-I", "-c", code]
+        cmd = [*_OWN, SANDBOX_ARCHIVE, str(self._uid), str(self._gid)]
         with self._helper(tenant_id, cmd, [mount], "0:0", cap_add=["CHOWN"]) as c:
             _finish(c, "preparing ARCHIVE")
 
