@@ -88,6 +88,16 @@ async def test_retry_runs_the_same_version_args_and_input(api: httpx.AsyncClient
     assert json.loads(spec.input) == {"k": 2} and "fake.json" in spec.files and spec.files["main.py"] != b"v2"
 
 
+async def test_retry_location_stays_under_the_mount_it_came_in_on(api: httpx.AsyncClient) -> None:
+    aid = await make(api, "again", stdout="x\n")
+    first = (await api.post(f"{BASE}/{aid}/runs", json={"context": "api_sync"})).json()
+    for mount in ("/api/v1/automations", "/api/workflows/automations"):
+        r = await api.post(f"{mount}/{aid}/runs/{first['id']}/actions/retry")
+        assert r.status_code == 204, r.text
+        assert r.headers["location"] == f"http://testserver{mount}/{aid}/runs/{r.headers['x-run-id']}"
+        assert (await api.get(r.headers["location"])).json()["retryOf"] == first["id"]
+
+
 async def test_settings_are_admin_only_and_cap_automations(platform: Platform, api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{BASE}/settings")).json() == {"maxConcurrentRunsPerAutomation": 10}
     r = await api.put(f"{BASE}/settings", json={"maxConcurrentRunsPerAutomation": 3})

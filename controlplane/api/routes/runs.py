@@ -133,7 +133,7 @@ async def retry_run(id: str, runId: str, request: Request, platform: PlatformDep
     """A new run of the same automation version with the same args and input (retryOf, context retry).
     204 as seed 004 says; the new run is in the Location header (and X-Run-Id)."""
     run = await platform.runs.retry(principal, id, runId)
-    location = f"{base_url(request)}/api/v1/automations/{id}/runs/{run.id}"
+    location = f"{base_url(request)}{_mount(request, id)}/{id}/runs/{run.id}"
     return Response(status_code=204, headers={"Location": location, "X-Run-Id": run.id})
 
 
@@ -179,11 +179,15 @@ async def get_artifact(id: str, runId: str, path: str, platform: PlatformDep, pr
 # --- export and debug (seed 004) ----------------------------------------------------------------------
 
 
-def _link_prefix(request: Request, platform: PlatformDep, automation_id: str) -> str:
-    """Base URL plus the prefix this request came in on (/api/v1/automations or /api/workflows/automations)."""
+def _mount(request: Request, automation_id: str) -> str:
+    """The prefix this request came in on: /api/v1/automations or /api/workflows/automations."""
     path = request.url.path
-    at = path.find(f"/{automation_id}/runs/")
-    return (platform.settings.public_url or base_url(request)).rstrip("/") + path[: max(at, 0)]
+    return path[: max(path.find(f"/{automation_id}/runs/"), 0)]
+
+
+def _link_prefix(request: Request, platform: PlatformDep, automation_id: str) -> str:
+    """Base URL plus the prefix this request came in on, for links handed out (public URL when set)."""
+    return (platform.settings.public_url or base_url(request)).rstrip("/") + _mount(request, automation_id)
 
 
 @router.post("/{id}/runs/{runId}/actions/export", response_model=ExportLink)

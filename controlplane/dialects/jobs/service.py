@@ -33,7 +33,6 @@ from controlplane.db.tables import Automation, Run, Schedule, utcnow
 from controlplane.services.automations.service import AutomationService
 from controlplane.services.runs.service import RunService
 from controlplane.services.scheduling import ticks as schedules
-from controlplane.store import automations as automation_store
 from controlplane.store import jobs as store
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
@@ -124,14 +123,8 @@ class JobService:
         """Automation ``name``: one 404 for a missing name and for one in a space the caller does not see (same
         code and message, so neither its existence nor its id can be probed)."""
         missing = NotFound(f"no automation named {name!r}", code="AUTOMATION_NOT_FOUND")
-        row = await automation_store.get_by_name(s, principal.tenant_id, name)
-        if row is None:
-            principal.require(permission)
-            raise missing
-        try:
-            return await self.automations.load(s, principal, row.id, permission, lock=permission == Permission.WRITE)
-        except NotFound:
-            raise missing from None
+        lock = permission == Permission.WRITE
+        return await self.runs.find_automation(s, principal, name, permission, missing=missing, by_id=False, lock=lock)
 
     async def start(
         self,
@@ -146,7 +139,7 @@ class JobService:
         """A run of automation ``name``: in the background (``/job``), or synchronously and waited for (``/exec``)."""
         async with self.sessions() as s:
             automation = await self._automation(s, principal, name, Permission.RUN)
-        run = await self.runs.submit(
+        return await self.runs.run_and_collect(
             principal,
             automation.id,
             context=RunContext.API_SYNC if wait else RunContext.API_ASYNC,
@@ -154,9 +147,6 @@ class JobService:
             input_data=input_data,
             input_content_type=content_type if input_data else None,
         )
-        if wait:
-            await self.runs.wait(run)
-        return run
 
     async def schedule(self, principal: Principal, name: str, *, cron: str, timezone: str) -> Schedule:
         """Add a cron schedule to automation ``name`` (changing an automation needs the developer role). The

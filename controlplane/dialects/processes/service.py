@@ -159,12 +159,7 @@ class ProcessService:
             names = await store.automation_names(s, principal.tenant_id)
             exact = [i for i, n in names if n == value]
             ids = exact or [i for i, n in names if slug(n) == value.lower()]
-            found: list[Automation] = []
-            for automation_id in ids:
-                try:
-                    found.append(await self.automations.load(s, principal, automation_id, permission))
-                except NotFound:
-                    continue
+            found = [a for i in ids if (a := await self.runs.seen(s, principal, i, permission)) is not None]
         if not found:
             raise NotFound(f"no process {value!r}", code="PROCESS_NOT_FOUND")
         if len(found) > 1:
@@ -183,7 +178,7 @@ class ProcessService:
         """A run of process ``value`` with these parameters: synchronous and waited for (``wait``), or queued
         in the background (a job)."""
         automation = await self.find(principal, value, Permission.RUN)
-        run = await self.runs.submit(
+        return await self.runs.run_and_collect(
             principal,
             automation.id,
             context=RunContext.API_SYNC if wait else RunContext.API_ASYNC,
@@ -191,9 +186,6 @@ class ProcessService:
             input_content_type="application/json",
             title=f"process {slug(automation.name)}",
         )
-        if wait:
-            await self.runs.wait(run)
-        return run
 
     async def run(self, principal: Principal, value: str, body: bytes) -> dict[str, Any]:
         """POST /processes/{value}: run and wait, then the seed's answer."""
@@ -201,9 +193,8 @@ class ProcessService:
         values.pop("notification-type", None)  # a job's option; a synchronous caller is its own notification
         run = await self.start(principal, value, values, wait=True)
         async with self.sessions() as s:
-            row = await run_store.get(s, principal.tenant_id, run.id)
             automation = await self.automations.load(s, principal, run.automation_id, Permission.READ)
-            return await self.result(s, row or run, slug(automation.name))
+            return await self.result(s, run, slug(automation.name))
 
     async def result(self, s: AsyncSession, run: Run, process: str) -> dict[str, Any]:
         """The seed's run answer for a (finished) run."""

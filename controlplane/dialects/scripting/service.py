@@ -39,7 +39,7 @@ from controlplane.db.tables import Automation
 from controlplane.services.automations.service import AutomationService
 from controlplane.services.runs.responses import COMPLETED, Answer, delivered, read_answer
 from controlplane.services.runs.service import RunService
-from controlplane.store import automations as automation_store
+from controlplane.services.tenancy.spaces import automation_missing
 from controlplane.store import responses as response_store
 from controlplane.store.responses import Execution
 
@@ -138,22 +138,15 @@ class ScriptingService:
         """The automation called ``script_id`` by id or else by name: 404 when missing or not visible to the
         caller (another tenant's), 403 when visible but not allowed."""
         async with self.sessions() as s:
-            try:
-                return await self.automations.load(s, principal, script_id, permission)
-            except NotFound as missing:
-                row = await automation_store.get_by_name(s, principal.tenant_id, script_id)
-                if row is None:
-                    raise
-                try:
-                    return await self.automations.load(s, principal, row.id, permission)
-                except NotFound:
-                    raise missing from None  # the same 404 as a missing name: the id of an unseen one stays unseen
+            return await self.runs.find_automation(
+                s, principal, script_id, permission, missing=automation_missing(script_id)
+            )
 
     async def run(self, principal: Principal, script_id: str, request: ScriptRequest) -> Answer:
         """Execute and wait: the script's answer, or ScriptNotStarted / ScriptFailed / ScriptTimedOut."""
         script = await self.script(principal, script_id, Permission.RUN)
         try:
-            run = await self.runs.submit(
+            run = await self.runs.run_and_collect(
                 principal,
                 script.id,
                 context=RunContext.API_SYNC,
@@ -162,7 +155,6 @@ class ScriptingService:
             )
         except Conflict as exc:  # disabled
             raise ScriptNotStarted(exc.detail, extra=exc.entries()) from exc
-        await self.runs.wait(run)
         async with self.sessions() as s:
             ex = await response_store.execution(s, principal.tenant_id, run.id)
             if ex is None or ex.status not in TERMINAL:
@@ -173,7 +165,7 @@ class ScriptingService:
         """Schedule a run: (script id, execution id). ScriptNotScheduled when it cannot be queued."""
         script = await self.script(principal, script_id, Permission.RUN)
         try:
-            run = await self.runs.submit(
+            run = await self.runs.run_and_collect(
                 principal,
                 script.id,
                 context=RunContext.API_ASYNC,

@@ -187,6 +187,66 @@ class RunService:
         """Wait for a synchronous run: its own deadline bounds the wait (plus time to clean up)."""
         await self.engine.wait(run.id, timeout=run.timeout_seconds + 30)
 
+    async def run_and_collect(
+        self,
+        principal: Principal,
+        automation_id: str,
+        *,
+        context: RunContext,
+        args: list[str] | None = None,
+        input_data: bytes = b"",
+        input_content_type: str | None = None,
+        title: str = "",
+    ) -> Run:
+        """The dialects' one path to a run: submit it; a synchronous one is waited for and returned as its end
+        recorded it (status, exit code, errors, read afresh), a background one as queued."""
+        run = await self.submit(
+            principal,
+            automation_id,
+            context=context,
+            args=args,
+            input_data=input_data,
+            input_content_type=input_content_type,
+            title=title,
+        )
+        if not context.synchronous:
+            return run
+        await self.wait(run)
+        async with self.sessions() as s:
+            return await store.get(s, principal.tenant_id, run.id) or run
+
+    async def seen(
+        self, s: AsyncSession, principal: Principal, automation_id: str, permission: Permission, *, lock: bool = False
+    ) -> Automation | None:
+        """The automation when the caller sees it, None when it is missing or hidden from them (a visible one
+        they may not act on with ``permission`` is still a 403)."""
+        try:
+            return await self.spaces.automation(s, principal, automation_id, permission, lock=lock)
+        except NotFound:
+            return None
+
+    async def find_automation(
+        self,
+        s: AsyncSession,
+        principal: Principal,
+        key: str,
+        permission: Permission,
+        *,
+        missing: NotFound,
+        by_id: bool = True,
+        lock: bool = False,
+    ) -> Automation:
+        """The automation a dialect names by ``key``: its id (when ``by_id``), else its name. One 404,
+        ``missing``, for a key that names nothing and for one the caller may not see, so that neither an
+        automation's existence nor its id can be probed."""
+        principal.require(permission)
+        if by_id and (found := await self.seen(s, principal, key, permission, lock=lock)) is not None:
+            return found
+        row = await automation_store.get_by_name(s, principal.tenant_id, key)
+        if row is not None and (found := await self.seen(s, principal, row.id, permission, lock=lock)) is not None:
+            return found
+        raise missing
+
     # --- queries ------------------------------------------------------------------------------------
 
     async def _automation(
