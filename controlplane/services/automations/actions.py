@@ -24,7 +24,8 @@ from controlplane.core.errors import Conflict, NotFound
 from controlplane.core.schemas import AutomationPublic
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Schedule, utcnow
-from controlplane.services.automations.service import AutomationService, new_execution_token, spec_of
+from controlplane.services.automations.body import spec_of
+from controlplane.services.automations.service import AutomationService, new_execution_token
 from controlplane.services.events import hooks as run_hooks
 from controlplane.services.scheduling import ticks as schedules
 from controlplane.store import automations as store

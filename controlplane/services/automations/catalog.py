@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from controlplane.core.auth import Principal
 from controlplane.core.errors import ControlPlaneError
 from controlplane.core.schemas import AutomationCreate, AutomationUpdate
-from controlplane.services.automations.service import AutomationService, spec_of
+from controlplane.services.automations.body import spec_of
+from controlplane.services.automations.service import AutomationService
 from controlplane.store import automations as store
 
 NAME = re.compile(r"^A\d{3}-[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")

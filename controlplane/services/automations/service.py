@@ -9,16 +9,14 @@ services/tenancy/spaces.py; the seed-004 actions beyond enable/disable live in s
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from controlplane.core.errors import Conflict, Forbidden, NotFound
 from controlplane.core.filters import parse_filter, parse_sort
 from controlplane.core.schemas import (
-    AutomationBase,
     AutomationCreate,
     AutomationPublic,
     AutomationUpdate,
@@ -33,10 +31,11 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, AutomationState, RunMode, RunStatus, Runtime
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
-from controlplane.services.automations import limits, parameters
+from controlplane.services.automations import body as body_rules
+from controlplane.services.automations import limits
+from controlplane.services.automations.body import DEFAULT_MAX_CONCURRENT
 from controlplane.services.events import hooks as run_hooks
 from controlplane.services.events.hooks import EventKind
-from controlplane.services.execution.spec import reserved_names
 from controlplane.services.scheduling import ticks as schedules
 from controlplane.services.tenancy.spaces import SpaceService, View
 from controlplane.store import automations as store
@@ -44,28 +43,10 @@ from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
 from controlplane.store.query import PageResult
 
-DEFAULT_ENTRY = {Runtime.PYTHON: "main.py", Runtime.SHELL: "main.sh"}
-DEFAULT_MAX_CONCURRENT = 10
-RUNNABLE = ("runtime", "entrypoint", "files", "args", "env", "timeoutSeconds", "resources", "network", "parameters")
-
 
 def new_execution_token() -> str:
     """64 URL-safe characters (384 random bits), like seed 004's example executionToken."""
     return secrets.token_urlsafe(48)
-
-
-def check_path(path: str) -> None:
-    parts = path.split("/")
-    if (
-        not path
-        or len(path) > 256
-        or "\x00" in path
-        or "\\" in path
-        or path.startswith("/")
-        or len(parts) > 16
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise ValidationFailed(f"file path {path!r} must be relative, without '..' or empty parts", code="INVALID_PATH")
 
 
 def duration_seconds(run: Run | None) -> int | None:
@@ -237,11 +218,13 @@ class AutomationService:
                     source=source,
                     version=1,
                 )
-                self._apply(row, body, body.model_fields_set | {"runtime"}, tenant_settings, creating=True)
+                body_rules.apply(
+                    self.settings, row, body, body.model_fields_set | {"runtime"}, tenant_settings, creating=True
+                )
                 s.add(row)
                 await s.flush()
-                await store.add_version(s, row, spec_of(row))
-                await store.replace_schedules(s, row, self._schedules(body))
+                await store.add_version(s, row, body_rules.spec_of(row))
+                await store.replace_schedules(s, row, body_rules.schedules_of(body))
                 automation_id = row.id
         except IntegrityError as exc:
             raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
@@ -258,19 +241,21 @@ class AutomationService:
                 if name != row.name and await store.get_by_name(s, principal.tenant_id, name):
                     raise Conflict(f"an automation named {name!r} already exists", code="NAME_TAKEN")
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
-                before_spec, before_all = spec_of(row), _snapshot(row)
+                before_spec, before_all = body_rules.spec_of(row), body_rules.snapshot(row)
                 if "space_id" in body.model_fields_set and body.space_id != row.space_id:
                     row.space_id = await self.spaces.target(s, principal, body.space_id)
-                self._apply(row, body, body.model_fields_set, tenant.settings if tenant else {}, creating=False)
+                body_rules.apply(
+                    self.settings, row, body, body.model_fields_set, tenant.settings if tenant else {}, creating=False
+                )
                 row.name = name
-                changed = _snapshot(row) != before_all
-                if spec_of(row) != before_spec:
+                changed = body_rules.snapshot(row) != before_all
+                if body_rules.spec_of(row) != before_spec:
                     row.version += 1
-                    await store.add_version(s, row, spec_of(row))
+                    await store.add_version(s, row, body_rules.spec_of(row))
                 if "schedules" in body.model_fields_set:
                     current = (await store.schedules_of(s, [row.id]))[row.id]
-                    wanted = self._schedules(body)
-                    if [_schedule_key(x) for x in current] != [_schedule_key(x) for x in wanted]:
+                    wanted = body_rules.schedules_of(body)
+                    if [body_rules.schedule_key(x) for x in current] != [body_rules.schedule_key(x) for x in wanted]:
                         await store.replace_schedules(s, row, wanted)
                         changed = True
                 if changed:
@@ -333,156 +318,6 @@ class AutomationService:
             if active:
                 raise Conflict(f"the automation has {active} unfinished run(s); stop them first", code="RUNS_ACTIVE")
             await store.remove(s, row)
-
-    # --- rules --------------------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        row: Automation,
-        body: AutomationBase,
-        given: set[str],
-        tenant_settings: dict[str, Any],
-        *,
-        creating: bool,
-    ) -> None:
-        if "description" in given:
-            row.description = body.description
-        if "workspace" in given or creating:
-            row.workspace = body.workspace
-        if "runtime" in given or creating:
-            row.runtime = body.runtime.value
-        if "args" in given or creating:
-            row.args = list(body.args)
-        if "env" in given or creating:
-            clash = sorted(set(body.env) & reserved_names(self.settings))
-            if clash:
-                raise ValidationFailed(
-                    f"env may not set the platform's variables: {', '.join(clash)}", code="RESERVED_ENV"
-                )
-            row.env = dict(body.env)
-        if "network" in given or creating:
-            row.network = body.network.value
-        if "timeout_seconds" in given or creating:
-            row.timeout_seconds = body.timeout_seconds
-        if "resources" in given or creating:
-            row.resources = body.resources.model_dump(by_alias=True, exclude_none=True)
-        if "parameters" in given or creating:
-            row.parameters = parameters.check_declarations(body.parameters)
-        limits.check_request(self.settings, tenant_settings, row.resources or {}, row.timeout_seconds)
-        cap = int(tenant_settings.get("maxConcurrentRunsPerAutomation", DEFAULT_MAX_CONCURRENT))
-        if body.max_concurrent_runs is not None:
-            if body.max_concurrent_runs > cap:
-                raise ValidationFailed(
-                    f"maxConcurrentRuns {body.max_concurrent_runs} is above the tenant's "
-                    f"maxConcurrentRunsPerAutomation of {cap}",
-                    code="LIMIT_EXCEEDED",
-                )
-            row.max_concurrent_runs = body.max_concurrent_runs
-        elif creating:
-            row.max_concurrent_runs = cap
-        self._apply_code(row, body, given, creating=creating)
-        if body.run_mode is not None:
-            row.run_mode = body.run_mode.value
-        elif creating or "schedules" in given:
-            row.run_mode = (RunMode.SCHEDULED if body.schedules else RunMode.MANUAL).value
-
-    def _apply_code(self, row: Automation, body: AutomationBase, given: set[str], *, creating: bool) -> None:
-        code_given = body.code is not None
-        files_given = body.files is not None
-        if code_given and files_given:
-            raise ValidationFailed("give either 'code' or 'files', not both", code="INVALID_CODE")
-        if creating and not (code_given or files_given):
-            raise ValidationFailed(
-                "an automation needs 'code' (one file) or 'files' + 'entrypoint'", code="INVALID_CODE"
-            )
-        if code_given:
-            entry = body.entrypoint or DEFAULT_ENTRY[Runtime(row.runtime)]
-            files = {entry: body.code or ""}
-        elif files_given:
-            files = dict(body.files or {})
-            entry = body.entrypoint or ""
-            if not files:
-                raise ValidationFailed("'files' is empty", code="INVALID_CODE")
-            if not entry:
-                raise ValidationFailed("'files' needs an 'entrypoint' naming one of them", code="INVALID_CODE")
-        else:
-            files = dict(row.files)
-            entry = body.entrypoint if "entrypoint" in given and body.entrypoint else row.entrypoint
-        for path in files:
-            check_path(path)
-        check_path(entry)
-        if entry not in files:
-            raise ValidationFailed(f"entrypoint {entry!r} is not among the files", code="INVALID_CODE")
-        size = sum(len(p.encode()) + len(c.encode()) for p, c in files.items())
-        if size > self.settings.code_max_bytes:
-            raise ValidationFailed(
-                f"the files total {size} bytes, above the limit of {self.settings.code_max_bytes}",
-                code="CODE_TOO_LARGE",
-            )
-        row.files = files
-        row.entrypoint = entry
-
-    def _schedules(self, body: AutomationBase) -> list[Schedule]:
-        now = utcnow()
-        out = []
-        for sch in body.schedules:
-            schedules.zone(sch.timezone)
-            if sch.cron is not None:
-                schedules.check_cron(sch.cron)
-            start = _aware(sch.start_at, sch.timezone)
-            stop = _aware(sch.stop_at, sch.timezone)
-            if start and stop and stop <= start:
-                raise ValidationFailed("a schedule's stopAt must be after its startAt", code="INVALID_SCHEDULE")
-            nxt = schedules.next_fire(
-                cron=sch.cron, interval=sch.interval, tz=sch.timezone, start_at=start, stop_at=stop, after=now
-            )
-            out.append(
-                Schedule(
-                    cron=sch.cron,
-                    interval=sch.interval,
-                    start_at=start,
-                    stop_at=stop,
-                    timezone=sch.timezone,
-                    next_run_at=nxt,
-                )
-            )
-        return out
-
-
-def _aware(value: Any, tz: str) -> Any:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=schedules.zone(tz))
-
-
-def spec_of(row: Automation) -> dict[str, Any]:
-    return {
-        "runtime": row.runtime,
-        "entrypoint": row.entrypoint,
-        "files": dict(row.files),
-        "args": list(row.args or []),
-        "env": dict(row.env or {}),
-        "timeoutSeconds": row.timeout_seconds,
-        "resources": dict(row.resources or {}),
-        "network": row.network,
-        "parameters": list(row.parameters or []),
-    }
-
-
-def _snapshot(row: Automation) -> tuple[Any, ...]:
-    return (
-        row.name,
-        row.description,
-        row.space_id,
-        row.workspace,
-        row.max_concurrent_runs,
-        row.run_mode,
-        spec_of(row),
-    )
-
-
-def _schedule_key(row: Schedule) -> tuple[Any, ...]:
-    return (row.cron, row.interval, row.start_at, row.stop_at, row.timezone)
 
 
 def _schedule_public(row: Schedule) -> SchedulePublic:

@@ -10,7 +10,6 @@ space role does not allow what they ask (read, or run for submit, stop, retry an
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -22,22 +21,20 @@ from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from controlplane.core.filters import parse_filter, parse_sort
-from controlplane.core.schemas import ArtifactPublic, RunPublic
+from controlplane.core.schemas import RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, Role, RunContext, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
 from controlplane.services.automations import parameters
-from controlplane.services.automations.service import duration_seconds, run_metrics
 from controlplane.services.execution import admission
 from controlplane.services.execution.engine import RunEngine
+from controlplane.services.runs import views
+from controlplane.services.runs.views import STREAMS
 from controlplane.services.tenancy.spaces import SpaceService, automation_missing
 from controlplane.store import automations as automation_store
 from controlplane.store import runs as store
 from controlplane.store.query import PageResult
-
-STREAMS = ("stdout", "stderr")
-FOLLOW_POLL = 0.25
 
 
 def encode_input(value: Any) -> bytes:
@@ -311,60 +308,7 @@ class RunService:
             return [await self.public(s, r, base_url=base_url, inline=False) for r in page.rows], page
 
     async def public(self, s: AsyncSession, run: Run, *, base_url: str, inline: bool = True) -> RunPublic:
-        limit = self.settings.inline_output_bytes
-        texts: dict[str, str] = {}
-        cut: dict[str, bool] = {}
-        for stream in STREAMS:
-            if inline:
-                data, _ = await store.read_log(s, run.id, stream, max_bytes=limit + 1)
-            else:
-                data = b""
-            cut[stream] = len(data) > limit
-            texts[stream] = data[:limit].decode("utf-8", errors="replace")
-        arts = await store.artifact_meta(s, run.id)
-        prefix = f"{base_url}/api/v1/automations/{run.automation_id}/runs/{run.id}/artifacts/"
-        duration_ms = (
-            int((run.stop_time - run.start_time).total_seconds() * 1000) if run.start_time and run.stop_time else None
-        )
-        return RunPublic(
-            id=run.id,
-            automation_id=run.automation_id,
-            automation_version=run.automation_version,
-            title=run.title,
-            status=RunStatus(run.status),
-            context=run.context,
-            args=list(run.args or []),
-            exit_code=run.exit_code,
-            stdout=texts["stdout"],
-            stderr=texts["stderr"],
-            stdout_bytes=run.stdout_bytes,
-            stderr_bytes=run.stderr_bytes,
-            truncated=run.stdout_truncated or run.stderr_truncated,
-            stdout_inline_truncated=cut["stdout"],
-            stderr_inline_truncated=cut["stderr"],
-            error=run.errors or [],
-            metrics=run_metrics(run),
-            artifacts=[
-                ArtifactPublic(path=p, size=n, sha256=h, content_type=ct, href=prefix + p) for p, n, h, ct in arts
-            ],
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-            start_time=run.start_time,
-            stop_time=run.stop_time,
-            duration=duration_seconds(run),
-            duration_ms=duration_ms,
-            timeout_seconds=run.timeout_seconds,
-            scheduled_start_time=run.scheduled_start_time,
-            executed_by_id=run.executed_by_id,
-            owner_id=run.owner_id,
-            space_id=run.space_id,
-            retry_of=run.retry_of,
-            test_run=run.is_test_run,
-            is_test_run=run.is_test_run,
-            archived=run.archived,
-            is_archived=run.archived,
-            billable=run.start_time is not None,
-        )
+        return await views.public(s, self.settings, run, base_url=base_url, inline=inline)
 
     # --- logs and artifacts -------------------------------------------------------------------------
 
@@ -386,30 +330,7 @@ class RunService:
             raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
         async with self.sessions() as s:
             await self._load(s, principal, automation_id, run_id, Permission.READ)
-        return self._follow(run_id, stream)
-
-    async def _follow(self, run_id: str, stream: str) -> AsyncIterator[bytes]:
-        seq = -1
-        while True:
-            async with self.sessions() as s:
-                run = await store.get_any(s, run_id)
-                final = run is None or RunStatus(run.status) in TERMINAL
-                chunks = await store.stream_log(s, run_id, stream, seq)
-            for n, data in chunks:
-                seq = n
-                yield data
-            if len(chunks) == 64:
-                continue
-            if final:
-                async with self.sessions() as s:  # chunks committed with the final status
-                    rest = await store.stream_log(s, run_id, stream, seq)
-                for n, data in rest:
-                    seq = n
-                    yield data
-                if len(rest) < 64:
-                    return
-                continue
-            await asyncio.sleep(FOLLOW_POLL)
+        return views.follow(self.sessions, run_id, stream)
 
     async def artifact(self, principal: Principal, automation_id: str, run_id: str, path: str) -> Artifact:
         principal.require(Permission.READ)
