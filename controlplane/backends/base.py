@@ -71,6 +71,17 @@ class RunSpec:
     outputs_max_bytes: int = 20 * 1024 * 1024
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    def sandbox_labels(self) -> dict[str, str]:
+        """What marks a sandbox as this run's on every engine: its own labels plus managed, run, tenant and
+        automation (which the platform's win over any of the same name)."""
+        return {
+            **self.labels,
+            LABEL_MANAGED: "true",
+            LABEL_RUN: self.run_id,
+            LABEL_TENANT: self.tenant_id,
+            LABEL_AUTOMATION: self.automation_id,
+        }
+
 
 @dataclass(frozen=True)
 class RunHandle:

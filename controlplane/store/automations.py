@@ -10,7 +10,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.filters import Node
 from controlplane.db.tables import Automation, AutomationVersion, Schedule
-from controlplane.store.query import PageResult, paginate, to_sql
+from controlplane.store.query import PageResult, paginate
 
 FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "name": Automation.__table__.c.name,
@@ -30,14 +30,6 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "lastRunAt": Automation.__table__.c.last_run_at,
     "lastRunStatus": Automation.__table__.c.last_run_status,
     "maxConcurrentRuns": Automation.__table__.c.max_concurrent_runs,
-}
-_ATTR = {
-    "runMode": "run_mode",
-    "createdAt": "created_at",
-    "updatedAt": "updated_at",
-    "lastRunAt": "last_run_at",
-    "lastRunStatus": "last_run_status",
-    "maxConcurrentRuns": "max_concurrent_runs",
 }
 
 
@@ -82,9 +74,6 @@ async def list_page(
                 Automation.space_id.is_(None),
             )
         )
-    if where is not None:
-        stmt = stmt.where(to_sql(where, FILTER_COLUMNS))
-    attr = _ATTR.get(sort, sort)
     return await paginate(
         session,
         stmt,
@@ -93,7 +82,7 @@ async def list_page(
         descending=descending,
         limit=limit,
         cursor=cursor,
-        value_of=lambda row: getattr(row, attr),
+        where=(where, FILTER_COLUMNS),
     )
 
 

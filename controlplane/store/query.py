@@ -152,9 +152,13 @@ async def paginate(
     descending: bool,
     limit: int,
     cursor: str | None,
-    value_of: Any,
+    where: tuple[Node | None, Mapping[str, KeyedColumnElement[Any]]] = (None, {}),
 ) -> PageResult:
-    """Keyset pagination on (sort column, id). ``value_of(row)`` returns the row's sort value."""
+    """One page of ``stmt`` narrowed by a parsed filter (``where``: the filter and the columns it may name),
+    by keyset pagination on (sort column, id); a row's sort value is its attribute of the column's name."""
+    node, columns = where
+    if node is not None:
+        stmt = stmt.where(to_sql(node, columns))
     cur: Cursor | None = Cursor.decode(cursor) if cursor else None
     key = sort_key(sort_col)
     backwards = cur is not None and cur.direction == "prev"
@@ -180,7 +184,7 @@ async def paginate(
     first, last = page[0], page[-1]
 
     def mk(row: Any, direction: str) -> Cursor:
-        return Cursor(value_of(row), row.id, direction)
+        return Cursor(getattr(row, sort_col.key), row.id, direction)
 
     nxt: Cursor | None
     prev: Cursor | None

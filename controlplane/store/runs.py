@@ -24,7 +24,7 @@ from controlplane.db.tables import (
     Token,
     utcnow,
 )
-from controlplane.store.query import PageResult, paginate, to_sql
+from controlplane.store.query import PageResult, paginate
 
 _c = Run.__table__.c
 FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
@@ -46,7 +46,6 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "startTime": _c.start_time,
     "createdAt": _c.created_at,
 }
-_ATTR = {"startTime": "start_time", "createdAt": "created_at"}
 
 
 async def get(session: AsyncSession, tenant_id: str, run_id: str) -> Run | None:
@@ -70,9 +69,6 @@ async def list_page(
     cursor: str | None,
 ) -> PageResult:
     stmt = select(Run).where(Run.tenant_id == tenant_id, Run.automation_id == automation_id)
-    if where is not None:
-        stmt = stmt.where(to_sql(where, FILTER_COLUMNS))
-    attr = _ATTR.get(sort, sort)
     return await paginate(
         session,
         stmt,
@@ -81,7 +77,7 @@ async def list_page(
         descending=descending,
         limit=limit,
         cursor=cursor,
-        value_of=lambda row: getattr(row, attr),
+        where=(where, FILTER_COLUMNS),
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.filters import Node
 from controlplane.db.tables import Automation, Space, SpaceMember, User, utcnow
-from controlplane.store.query import PageResult, paginate, to_sql
+from controlplane.store.query import PageResult, paginate
 
 # the 0003 migration derives the same ids: keep both in step
 DEFAULT_SPACE_NAMESPACE = uuid.UUID("6f1c0f3e-3d0b-4f55-9a43-6c0d2f8e4b21")
@@ -30,7 +30,6 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "createdAt": _c.created_at,
     "updatedAt": _c.updated_at,
 }
-_ATTR = {"createdAt": "created_at", "updatedAt": "updated_at"}
 
 
 def default_space_id(tenant_id: str) -> str:
@@ -92,9 +91,6 @@ async def list_page(
     stmt = select(Space).where(Space.tenant_id == tenant_id)
     if only is not None:
         stmt = stmt.where(Space.id.in_(sorted(only)))
-    if where is not None:
-        stmt = stmt.where(to_sql(where, FILTER_COLUMNS))
-    attr = _ATTR.get(sort, sort)
     return await paginate(
         session,
         stmt,
@@ -103,7 +99,7 @@ async def list_page(
         descending=descending,
         limit=limit,
         cursor=cursor,
-        value_of=lambda row: getattr(row, attr),
+        where=(where, FILTER_COLUMNS),
     )
 
 

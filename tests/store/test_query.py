@@ -223,7 +223,6 @@ def pager(
                 descending=descending,
                 limit=limit,
                 cursor=cursor,
-                value_of=lambda row: getattr(row, ATTR[sort]),
             )
 
     return page

@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controlplane.backends.base import (
-    LABEL_AUTOMATION,
-    LABEL_MANAGED,
-    LABEL_RUN,
-    LABEL_TENANT,
     SANDBOX_WORK,
     RunSpec,
 )
@@ -72,17 +68,6 @@ def container_name(settings: Settings, run_id: str) -> str:
     return settings.container_prefix + run_id
 
 
-def run_labels(spec: RunSpec) -> dict[str, str]:
-    labels = dict(spec.labels)
-    labels.update(
-        {
-            LABEL_MANAGED: "true",
-            LABEL_RUN: spec.run_id,
-            LABEL_TENANT: spec.tenant_id,
-            LABEL_AUTOMATION: spec.automation_id,
-        }
-    )
-    return labels
 
 
 def container_config(
@@ -136,7 +121,7 @@ def container_config(
         "image": spec.image or settings.sandbox_image,
         "hostname": HOSTNAME,
         "user": f"{uid}:{gid}",
-        "labels": run_labels(spec),
+        "labels": spec.sandbox_labels(),
         "environment": None,  # nothing of ours leaks in; the runner builds the script's env from the bundle
         "stdin_open": True,  # with detach=False docker-py also sets StdinOnce: EOF on our stdin closes theirs
         "tty": False,

@@ -27,10 +27,7 @@ import re
 from typing import Any
 
 from controlplane.backends.base import (
-    LABEL_AUTOMATION,
-    LABEL_MANAGED,
     LABEL_RUN,
-    LABEL_TENANT,
     SANDBOX_WORK,
     RunSpec,
 )
@@ -97,16 +94,8 @@ def run_selector(run_id: str) -> str:
 
 
 def run_labels(spec: RunSpec) -> dict[str, str]:
-    raw = dict(spec.labels)
-    raw.update(
-        {
-            LABEL_MANAGED: "true",
-            LABEL_RUN: spec.run_id,
-            LABEL_TENANT: spec.tenant_id,
-            LABEL_AUTOMATION: spec.automation_id,
-            LABEL_NETWORK: spec.network.value,
-        }
-    )
+    """The run's labels, made valid label values, plus its network mode (the NetworkPolicies select on it)."""
+    raw = {**spec.sandbox_labels(), LABEL_NETWORK: spec.network.value}
     return {key: label_value(value) for key, value in raw.items()}
 
 

@@ -24,6 +24,7 @@ time zone; 429 too many runs in flight (Retry-After). Errors are the native enve
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -123,30 +124,28 @@ async def _start(
     return data({"jobid": run.id, "jobstatus": status_url(run.id), "jobstate": "Pending"})
 
 
-async def job(
-    name: str,
-    request: Request,
-    principal: CorePrincipal,
-    jobs: JobsDep,
-    args: ArgsQuery = None,
-    cron: CronQuery = None,
-    timezone: ZoneQuery = "UTC",
-) -> JSONResponse:
-    """Start automation ``name`` as a background job (or schedule it with ``cron``)."""
-    return await _start(jobs, principal, request, name, args=args, cron=cron, timezone=timezone, wait=False)
+def _starter(name: str, wait: bool, doc: str) -> Callable[..., Awaitable[JSONResponse]]:
+    """/job and /exec share one signature and differ in waiting: one route function made for each."""
+
+    async def start(
+        name: str,
+        request: Request,
+        principal: CorePrincipal,
+        jobs: JobsDep,
+        args: ArgsQuery = None,
+        cron: CronQuery = None,
+        timezone: ZoneQuery = "UTC",
+    ) -> JSONResponse:
+        return await _start(jobs, principal, request, name, args=args, cron=cron, timezone=timezone, wait=wait)
+
+    start.__name__, start.__doc__ = name, doc
+    return start
 
 
-async def exec_(
-    name: str,
-    request: Request,
-    principal: CorePrincipal,
-    jobs: JobsDep,
-    args: ArgsQuery = None,
-    cron: CronQuery = None,
-    timezone: ZoneQuery = "UTC",
-) -> JSONResponse:
-    """Run automation ``name`` and wait for its result (testing and debugging; or schedule it with ``cron``)."""
-    return await _start(jobs, principal, request, name, args=args, cron=cron, timezone=timezone, wait=True)
+job = _starter("job", False, "Start automation ``name`` as a background job (or schedule it with ``cron``).")
+exec_ = _starter(
+    "exec_", True, "Run automation ``name`` and wait for its result (testing, debugging; or schedule it with ``cron``)."
+)
 
 
 async def schedule(

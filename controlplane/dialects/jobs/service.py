@@ -22,16 +22,14 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, NotFound, Unauthorized
-from controlplane.core.settings import Settings
 from controlplane.core.states import RunContext, RunMode, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
-from controlplane.services.automations.service import AutomationService
-from controlplane.services.runs.service import RunService
+from controlplane.services.runs.surface import Surface
 from controlplane.services.scheduling import ticks as schedules
 from controlplane.store import jobs as store
 from controlplane.store import runs as run_store
@@ -92,19 +90,7 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class JobService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        automations: AutomationService,
-        runs: RunService,
-    ) -> None:
-        self.settings = settings
-        self.sessions = sessions
-        self.automations = automations
-        self.runs = runs
-
+class JobService(Surface):
     async def check_host(self, principal: Principal, host_header: str | None) -> None:
         """Seed 000: the token must match the host/tenant, other tokens are ignored. A Host that names a
         tenant (CP_TENANT_HOSTS, or a tenant's own name) other than the token's is refused with 401."""

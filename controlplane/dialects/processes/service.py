@@ -25,18 +25,16 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Conflict, NotFound
 from controlplane.core.schemas import AutomationPublic
-from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunContext, RunStatus
 from controlplane.db.tables import Automation, Run
 from controlplane.dialects.processes import odata
 from controlplane.services.automations import parameters
-from controlplane.services.automations.service import AutomationService
-from controlplane.services.runs.service import RunService
+from controlplane.services.runs.surface import Surface
 from controlplane.store import processes as store
 from controlplane.store import runs as run_store
 
@@ -116,19 +114,7 @@ def run_input(automation: Automation, values: dict[str, Any]) -> bytes:
     return json.dumps(checked, separators=(",", ":")).encode()
 
 
-class ProcessService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        automations: AutomationService,
-        runs: RunService,
-    ) -> None:
-        self.settings = settings
-        self.sessions = sessions
-        self.automations = automations
-        self.runs = runs
-
+class ProcessService(Surface):
     async def visible(self, principal: Principal) -> list[AutomationPublic]:
         """Every automation the caller sees (their spaces, the default space, their own)."""
         principal.require(Permission.READ)

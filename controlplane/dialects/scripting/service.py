@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.backends.base import SANDBOX_OUTPUTS, SANDBOX_WORK
 from controlplane.core.auth import Permission, Principal
@@ -36,9 +36,8 @@ from controlplane.core.schemas import ScriptLogEntry, ScriptLogPage
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, ErrorCode, RunContext
 from controlplane.db.tables import Automation
-from controlplane.services.automations.service import AutomationService
 from controlplane.services.runs.responses import COMPLETED, Answer, delivered, read_answer
-from controlplane.services.runs.service import RunService
+from controlplane.services.runs.surface import Surface
 from controlplane.services.tenancy.spaces import automation_missing
 from controlplane.store import responses as response_store
 from controlplane.store.responses import Execution
@@ -121,19 +120,7 @@ def execution_date(ex: Execution) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ScriptingService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        automations: AutomationService,
-        runs: RunService,
-    ) -> None:
-        self.settings = settings
-        self.sessions = sessions
-        self.automations = automations
-        self.runs = runs
-
+class ScriptingService(Surface):
     async def script(self, principal: Principal, script_id: str, permission: Permission) -> Automation:
         """The automation called ``script_id`` by id or else by name: 404 when missing or not visible to the
         caller (another tenant's), 403 when visible but not allowed."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,6 +39,15 @@ from controlplane.store.query import PageResult
 
 def encode_input(value: Any) -> bytes:
     return b"" if value is None else json.dumps(value).encode()
+
+
+class RunInputs(TypedDict, total=False):
+    """What a dialect gives a run besides its automation and context (submit's defaults otherwise)."""
+
+    args: list[str] | None
+    input_data: bytes
+    input_content_type: str | None
+    title: str
 
 
 class RunService:
@@ -185,27 +194,11 @@ class RunService:
         await self.engine.wait(run.id, timeout=run.timeout_seconds + 30)
 
     async def run_and_collect(
-        self,
-        principal: Principal,
-        automation_id: str,
-        *,
-        context: RunContext,
-        args: list[str] | None = None,
-        input_data: bytes = b"",
-        input_content_type: str | None = None,
-        title: str = "",
+        self, principal: Principal, automation_id: str, *, context: RunContext, **given: Unpack[RunInputs]
     ) -> Run:
         """The dialects' one path to a run: submit it; a synchronous one is waited for and returned as its end
         recorded it (status, exit code, errors, read afresh), a background one as queued."""
-        run = await self.submit(
-            principal,
-            automation_id,
-            context=context,
-            args=args,
-            input_data=input_data,
-            input_content_type=input_content_type,
-            title=title,
-        )
+        run = await self.submit(principal, automation_id, context=context, **given)
         if not context.synchronous:
             return run
         await self.wait(run)
