@@ -68,8 +68,6 @@ def container_name(settings: Settings, run_id: str) -> str:
     return settings.container_prefix + run_id
 
 
-
-
 def container_config(
     spec: RunSpec,
     settings: Settings,
