@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,6 @@ async def supervise(engine: RunEngine, run_id: str, attach: RunHandle | None, cl
 
 
 async def _execute(engine: RunEngine, prep: PreparedRun, attach: RunHandle | None) -> None:
-    loop = asyncio.get_running_loop()
     spec: RunSpec = prep.spec
     sup = Supervision()
     release: Execution | None = None  # a collected sandbox, removed once its outcome is recorded
@@ -77,43 +77,9 @@ async def _execute(engine: RunEngine, prep: PreparedRun, attach: RunHandle | Non
         except Exception:  # storing a line twice beats losing the run
             log.warning("run %s: reading its stored logs failed", spec.run_id, exc_info=True)
     output.start()
-    t0 = loop.time()
-    # The deadline counts from the sandbox's launch (queue time excluded); a resumed run keeps its own.
-    deadline = loop.time() + spec.deadline_seconds
-    if attach is not None and prep.deadline_at is not None:
-        deadline = loop.time() + max(0.0, (prep.deadline_at - utcnow()).total_seconds())
     try:
-        async with asyncio.timeout_at(deadline):
-            execution: Execution
-            if attach is None:
-                execution = await engine.backend.launch(spec)
-            else:
-                execution = await engine.backend.attach(attach)
-            sup.handle = execution.handle
-            if attach is None:
-                await _mark(engine, spec.run_id, sandbox_ref=execution.handle.ref, backend=engine.backend.name)
-            async for frame in execution.frames():
-                if isinstance(frame, p.Output):
-                    output.add(frame.stream, frame.data)
-                elif isinstance(frame, p.ArtifactHead):
-                    artifacts.begin(frame.path, frame.size)
-                elif isinstance(frame, p.ArtifactData):
-                    artifacts.data(frame.data)
-                elif isinstance(frame, p.Skipped):
-                    artifacts.skipped.extend(frame.entries)
-                elif isinstance(frame, p.ResponseHead):  # the script's own HTTP answer (scripting dialect)
-                    artifacts.begin_response(
-                        status=frame.status, content_type=frame.content_type, size=frame.size, error=frame.error
-                    )
-                elif isinstance(frame, p.Started):
-                    if sup.started_at is None:
-                        sup.started_at = utcnow()
-                        if attach is None:
-                            metrics.SANDBOX_START.labels(engine.backend.name).observe(loop.time() - t0)
-                        await _running(engine, spec.run_id, sup.started_at)
-                elif isinstance(frame, p.Exited):
-                    sup.exited = frame
-                    break
+        async with asyncio.timeout_at(_deadline(prep, attach)):
+            execution = await _follow(engine, spec, sup, _Sink(output, artifacts), attach)
             sup.outcome = await execution.collect()
             release = execution
     except TimeoutError:
@@ -136,6 +102,61 @@ async def _execute(engine: RunEngine, prep: PreparedRun, attach: RunHandle | Non
     finally:
         if release is not None:
             await to_the_end(_release(engine, release))
+
+
+def _deadline(prep: PreparedRun, attach: RunHandle | None) -> float:
+    """When the run must be over, on the loop's clock: it counts from the sandbox's launch (queue time
+    excluded); a resumed run keeps its own."""
+    loop = asyncio.get_running_loop()
+    if attach is not None and prep.deadline_at is not None:
+        return loop.time() + max(0.0, (prep.deadline_at - utcnow()).total_seconds())
+    return loop.time() + prep.spec.deadline_seconds
+
+
+@dataclass
+class _Sink:
+    """Where a sandbox's frames go: output to the run's logs, files to its artifacts."""
+
+    output: RunOutput
+    artifacts: ArtifactCollector
+
+    def take(self, frame: p.Frame) -> None:
+        if isinstance(frame, p.Output):
+            self.output.add(frame.stream, frame.data)
+        elif isinstance(frame, p.ArtifactHead):
+            self.artifacts.begin(frame.path, frame.size)
+        elif isinstance(frame, p.ArtifactData):
+            self.artifacts.data(frame.data)
+        elif isinstance(frame, p.Skipped):
+            self.artifacts.skipped.extend(frame.entries)
+        elif isinstance(frame, p.ResponseHead):  # the script's own HTTP answer (scripting dialect)
+            self.artifacts.begin_response(
+                status=frame.status, content_type=frame.content_type, size=frame.size, error=frame.error
+            )
+
+
+async def _follow(
+    engine: RunEngine, spec: RunSpec, sup: Supervision, sink: _Sink, attach: RunHandle | None
+) -> Execution:
+    """Launch the sandbox (or attach to the one a crashed replica left) and take its frames until it exits."""
+    t0 = asyncio.get_running_loop().time()
+    execution = await (engine.backend.launch(spec) if attach is None else engine.backend.attach(attach))
+    sup.handle = execution.handle
+    if attach is None:
+        await _mark(engine, spec.run_id, sandbox_ref=execution.handle.ref, backend=engine.backend.name)
+    async for frame in execution.frames():
+        if isinstance(frame, p.Exited):
+            sup.exited = frame
+            break
+        if isinstance(frame, p.Started):
+            if sup.started_at is None:
+                sup.started_at = utcnow()
+                if attach is None:
+                    metrics.SANDBOX_START.labels(engine.backend.name).observe(asyncio.get_running_loop().time() - t0)
+                await _running(engine, spec.run_id, sup.started_at)
+            continue
+        sink.take(frame)
+    return execution
 
 
 async def _release(engine: RunEngine, execution: Execution) -> None:
