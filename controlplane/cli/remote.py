@@ -45,63 +45,75 @@ def run_cmd(
 def _run_remote(base: str, token: str, name: str, args: list[str], *, wait: bool, input_text: str | None) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as client:
-        listing = client.get("/api/v1/automations", params={"filter": f'name eq "{name}"', "limit": 1})
-        _check(listing)
-        found = listing.json()["data"]
-        if not found:
-            raise click.ClickException(f"no automation named {name!r}")
-        automation_id = found[0]["id"]
+        automation_id = _automation_id(client, name)
         body: dict[str, Any] = {"context": "api_async", "args": args}
         if input_text is not None:
             try:
                 body["input"] = json.loads(input_text)
             except ValueError:
                 body["input"] = input_text
-        created = client.post(f"/api/v1/automations/{automation_id}/runs", json=body)
-        _check(created)
-        run = created.json()
+        run = _check(client.post(f"/api/v1/automations/{automation_id}/runs", json=body)).json()
         run_path = f"/api/v1/automations/{automation_id}/runs/{run['id']}"
         click.echo(f"run {run['id']} {run['status']}", err=True)
         if not wait:
             click.echo(run["id"])
             return 0
-        last = run["status"]
-        while run["status"] in ("queued", "starting"):
-            time.sleep(0.2)
-            run = _check(client.get(run_path)).json()
-            if run["status"] != last:
-                click.echo(f"run {run['id']} {run['status']}", err=True)
-                last = run["status"]
-        interrupted = False
-
-        def stop(*_: Any) -> None:
-            nonlocal interrupted
-            interrupted = True
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGINT, stop)
-        try:
-            with client.stream("GET", f"{run_path}/logs", params={"stream": "stdout", "follow": "true"}) as resp:
-                _check(resp)
-                for chunk in resp.iter_bytes():
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.buffer.flush()
-        except KeyboardInterrupt:
+        _poll(client, run_path, run, ("queued", "starting"))
+        if not _follow_stdout(client, run_path):
             click.echo(f"\ndetached; the run continues: {base}{run_path}", err=True)
             return 130
+        run = _poll(client, run_path, _check(client.get(run_path)).json(), None)
+        return _report(client, run_path, run)
+
+
+def _automation_id(client: httpx.Client, name: str) -> str:
+    listing = _check(client.get("/api/v1/automations", params={"filter": f'name eq "{name}"', "limit": 1}))
+    found = listing.json()["data"]
+    if not found:
+        raise click.ClickException(f"no automation named {name!r}")
+    return str(found[0]["id"])
+
+
+def _poll(client: httpx.Client, run_path: str, run: dict[str, Any], while_in: tuple[str, ...] | None) -> Any:
+    """Poll the run while its status is one of ``while_in`` (None: until it is final), telling each change."""
+    last = run["status"]
+    while (run["status"] in while_in) if while_in is not None else (run["status"] not in FINAL):
+        time.sleep(0.2)
         run = _check(client.get(run_path)).json()
-        while run["status"] not in FINAL:
-            time.sleep(0.2)
-            run = _check(client.get(run_path)).json()
-        stderr = _check(client.get(f"{run_path}/logs", params={"stream": "stderr"})).content
-        sys.stderr.buffer.write(stderr)
-        sys.stderr.flush()
-        click.echo(f"run {run['id']} {run['status']} exitCode={run['exitCode']}", err=True)
-        for e in run.get("error", []):
-            click.echo(f"  {e.get('code')}: {e.get('title')} {e.get('detail', '')}", err=True)
-        if run["exitCode"] is not None:
-            return int(run["exitCode"])
-        return 124 if run["status"] == "exceeded limit" else 1
+        if while_in is not None and run["status"] != last:
+            click.echo(f"run {run['id']} {run['status']}", err=True)
+            last = run["status"]
+    return run
+
+
+def _follow_stdout(client: httpx.Client, run_path: str) -> bool:
+    """Copy the run's stdout as it comes; False when Ctrl-C detached from it (the run goes on)."""
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        with client.stream("GET", f"{run_path}/logs", params={"stream": "stdout", "follow": "true"}) as resp:
+            _check(resp)
+            for chunk in resp.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+def _report(client: httpx.Client, run_path: str, run: dict[str, Any]) -> int:
+    """Print the ended run's stderr and status; the exit code is the script's (124: deadline, 1: no code)."""
+    sys.stderr.buffer.write(_check(client.get(f"{run_path}/logs", params={"stream": "stderr"})).content)
+    sys.stderr.flush()
+    click.echo(f"run {run['id']} {run['status']} exitCode={run['exitCode']}", err=True)
+    for e in run.get("error", []):
+        click.echo(f"  {e.get('code')}: {e.get('title')} {e.get('detail', '')}", err=True)
+    if run["exitCode"] is not None:
+        return int(run["exitCode"])
+    return 124 if run["status"] == "exceeded limit" else 1
 
 
 def _check(resp: httpx.Response) -> httpx.Response:
