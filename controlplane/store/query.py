@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -45,24 +46,25 @@ def _to_sql(node: Node, columns: Mapping[str, KeyedColumnElement[Any]]) -> Any:
         return col.is_not(None)
     if value is None:
         return col.is_(None) if op == "eq" else col.is_not(None) if op == "ne" else false()
-    if op == "eq":
-        return col == value
-    if op == "ne":
-        return or_(col != value, col.is_(None))
     if op in ("co", "sw", "ew"):
         text = _like_escape(str(value))
         pattern = {"co": f"%{text}%", "sw": f"{text}%", "ew": f"%{text}"}[op]
         return func.lower(col).like(pattern.lower(), escape="\\")
-    if op == "gt":
-        return col > value
-    if op == "ge":
-        return col >= value
-    if op == "lt":
-        return col < value
-    if op == "le":
-        return col <= value
+    if op == "ne":
+        return or_(col != value, col.is_(None))
+    compare = _COMPARE.get(op)
+    if compare is not None:
+        return compare(col, value)
     return true()  # pragma: no cover - parser admits no other ops
 
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
 
 # what a column of each Python type may be compared with; anything else is a database error on PostgreSQL
 _COMPARABLE: dict[type, tuple[type, ...]] = {str: (str,), int: (int, float), float: (int, float), datetime: (datetime,)}
