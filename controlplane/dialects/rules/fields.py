@@ -71,6 +71,53 @@ def normal_trigger(value: str) -> str:
     return " ".join(value.split()).lower()
 
 
+class _Bad(ValueError):
+    """One field's problem, said as the rest of "<field> ..."."""
+
+
+def _short(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad("must be a non-empty string")
+    if len(value) > STRING_MAX:
+        raise _Bad(f"is longer than {STRING_MAX} characters")
+    return value.strip() if key == "name" else value
+
+
+def _position(key: str, value: Any) -> Any:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]
+    ):
+        raise _Bad("must be an integer (32 bits)")
+    return value
+
+
+def _text(key: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise _Bad("must be text or null")
+    if value is not None and len(value.encode()) > TEXT_MAX_BYTES:
+        raise _Bad(f"is larger than {TEXT_MAX_BYTES} bytes (64 KB)")
+    return value or None
+
+
+def _app_offering(key: str, value: Any) -> Any:
+    ref = value.get("id") or value.get("reference") if isinstance(value, dict) else value
+    if not isinstance(ref, str) or not ref.strip() or len(ref) > STRING_MAX:
+        raise _Bad("must name an automation: its id or name, or {id} / {reference}")
+    return ref.strip()
+
+
+def _checked(
+    body: dict[str, Any], checks: list[tuple[str, Any]], out: dict[str, Any], problems: list[dict[str, str]]
+) -> None:
+    """Each field of ``checks`` that ``body`` has, checked into ``out``; what is wrong goes to ``problems``."""
+    for key, check in checks:
+        if key in body:
+            try:
+                out[key] = check(key, body[key])
+            except _Bad as bad:
+                problems.append(_problem(key, str(bad)))
+
+
 def check_write(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """The writable fields of ``body``, checked; raises 422 listing every problem (read-only, unknown,
     missing, too long, wrong type, unknown rulable_type). ``app_offering`` comes back as given (a string id
@@ -84,49 +131,15 @@ def check_write(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             problems.append(_problem(key, f"is not a field; writable: {', '.join(WRITABLE)}", "UNKNOWN_FIELD"))
     if "app_offering_id" in body and "app_offering" not in body:
         body = {**body, "app_offering": body["app_offering_id"]}
-    for key in ("name", "rulable_type", "trigger"):
-        if key not in body:
-            continue
-        value = body[key]
-        if not isinstance(value, str) or not value.strip():
-            problems.append(_problem(key, "must be a non-empty string"))
-        elif len(value) > STRING_MAX:
-            problems.append(_problem(key, f"is longer than {STRING_MAX} characters"))
-        else:
-            out[key] = value.strip() if key == "name" else value
+    _checked(body, [("name", _short), ("rulable_type", _short), ("trigger", _short)], out, problems)
     if "rulable_type" in out and out["rulable_type"] not in RULABLE_TYPES:
         problems.append(_problem("rulable_type", f"{out.pop('rulable_type')!r} is not valid; valid: runs, automations"))
     if "trigger" in out:
         out["trigger"] = normal_trigger(out["trigger"])
-    if "position" in body:
-        value = body["position"]
-        if value is None:
-            out["position"] = None
-        elif isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
-            problems.append(_problem("position", "must be an integer (32 bits)"))
-        else:
-            out["position"] = value
-    for key in TEXT_FIELDS:
-        if key not in body:
-            continue
-        value = body[key]
-        if value is not None and not isinstance(value, str):
-            problems.append(_problem(key, "must be text or null"))
-        elif value is not None and len(value.encode()) > TEXT_MAX_BYTES:
-            problems.append(_problem(key, f"is larger than {TEXT_MAX_BYTES} bytes (64 KB)"))
-        else:
-            out[key] = value or None
-    if "app_offering" in body:
-        value = body["app_offering"]
-        ref = value.get("id") or value.get("reference") if isinstance(value, dict) else value
-        if not isinstance(ref, str) or not ref.strip() or len(ref) > STRING_MAX:
-            problems.append(_problem("app_offering", "must name an automation: its id or name, or {id} / {reference}"))
-        else:
-            out["app_offering"] = ref.strip()
+    texts = [(key, _text) for key in TEXT_FIELDS]
+    _checked(body, [("position", _position), *texts, ("app_offering", _app_offering)], out, problems)
     if creating:
-        for key in REQUIRED:
-            if key not in body:
-                problems.append(_problem(key, "is required", "MISSING_FIELD"))
+        problems += [_problem(key, "is required", "MISSING_FIELD") for key in REQUIRED if key not in body]
     if problems:
         raise fail(problems)
     return out

@@ -63,6 +63,18 @@ def apply(
     if "parameters" in given or creating:
         row.parameters = parameters.check_declarations(body.parameters)
     limits.check_request(settings, tenant_settings, row.resources or {}, row.timeout_seconds)
+    _apply_concurrency(row, body, tenant_settings, creating=creating)
+    _apply_code(settings, row, body, given, creating=creating)
+    if body.run_mode is not None:
+        row.run_mode = body.run_mode.value
+    elif creating or "schedules" in given:
+        row.run_mode = (RunMode.SCHEDULED if body.schedules else RunMode.MANUAL).value
+
+
+def _apply_concurrency(
+    row: Automation, body: AutomationBase, tenant_settings: dict[str, Any], *, creating: bool
+) -> None:
+    """maxConcurrentRuns: at most the tenant's maxConcurrentRunsPerAutomation, which is also the default."""
     cap = int(tenant_settings.get("maxConcurrentRunsPerAutomation", DEFAULT_MAX_CONCURRENT))
     if body.max_concurrent_runs is not None:
         if body.max_concurrent_runs > cap:
@@ -74,11 +86,6 @@ def apply(
         row.max_concurrent_runs = body.max_concurrent_runs
     elif creating:
         row.max_concurrent_runs = cap
-    _apply_code(settings, row, body, given, creating=creating)
-    if body.run_mode is not None:
-        row.run_mode = body.run_mode.value
-    elif creating or "schedules" in given:
-        row.run_mode = (RunMode.SCHEDULED if body.schedules else RunMode.MANUAL).value
 
 
 def _apply_code(settings: Settings, row: Automation, body: AutomationBase, given: set[str], *, creating: bool) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -45,56 +46,78 @@ INT = re.compile(r"^[+-]?\d{1,30}$")
 TRUE, FALSE = {"y", "yes", "true"}, {"n", "no", "false"}
 
 
+def _string(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise ValueError("a string")
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and INT.match(value.strip()):
+        return int(value.strip())
+    raise ValueError("an integer")
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("a number") from None
+        if number == number and abs(number) != float("inf"):
+            return int(number) if INT.match(value.strip()) else number
+    raise ValueError("a number")
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    raise ValueError('a boolean (true/false or "Y"/"N")')
+
+
+def _iso(parse: Callable[[str], date | datetime], expected: str) -> Callable[[Any], Any]:
+    def coerce(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value.strip()).isoformat()
+            except ValueError:
+                pass
+        raise ValueError(expected)
+
+    return coerce
+
+
+def _list(value: Any) -> Any:
+    if isinstance(value, list):
+        return value
+    raise ValueError("a JSON array")
+
+
+COERCE: dict[str, Callable[[Any], Any]] = {
+    "string": _string,
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "date": _iso(date.fromisoformat, 'a date "YYYY-MM-DD"'),
+    "datetime": _iso(datetime.fromisoformat, 'an ISO 8601 date and time such as "2026-01-31T12:00:00Z"'),
+    "list": _list,
+}
+
+
 def _coerce(kind: str, value: Any) -> Any:
     """``value`` as a ``kind`` parameter's normalised JSON value; ValueError saying what was expected."""
-    if kind == "string":
-        if isinstance(value, str):
-            return value
-        raise ValueError("a string")
-    if kind == "integer":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and INT.match(value.strip()):
-            return int(value.strip())
-        raise ValueError("an integer")
-    if kind == "number":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError("a number") from None
-            if number == number and abs(number) != float("inf"):
-                return int(number) if INT.match(value.strip()) else number
-        raise ValueError("a number")
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
-            return value.strip().lower() in TRUE
-        raise ValueError('a boolean (true/false or "Y"/"N")')
-    if kind == "date":
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value.strip()).isoformat()
-            except ValueError:
-                pass
-        raise ValueError('a date "YYYY-MM-DD"')
-    if kind == "datetime":
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value.strip()).isoformat()
-            except ValueError:
-                pass
-        raise ValueError('an ISO 8601 date and time such as "2026-01-31T12:00:00Z"')
-    if kind == "list":
-        if isinstance(value, list):
-            return value
-        raise ValueError("a JSON array")
-    raise ValueError(f"a value of unknown type {kind!r}")
+    coerce = COERCE.get(kind)
+    if coerce is None:
+        raise ValueError(f"a value of unknown type {kind!r}")
+    return coerce(value)
 
 
 def check_declarations(params: list[ParameterSpec]) -> list[dict[str, Any]]:
