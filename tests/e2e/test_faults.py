@@ -48,6 +48,14 @@ print("b-err", file=sys.stderr, flush=True)
 sys.exit(3)
 """
 QUICK = "print('quick done')\n"
+# prints once while the control plane is up, once while it is down (before its deadline), then overstays
+LATE = """\
+import time
+print("early", flush=True)
+time.sleep(3)
+print("late", flush=True)
+time.sleep(600)
+"""
 
 
 def when(stamp: str) -> datetime:
@@ -92,14 +100,15 @@ def unfinished_runs(srv: Server, automation_ids: list[str]) -> list[tuple[str, s
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Server], database: str) -> None:
-    srv = make_server(database=database, env={"CP_BACKGROUND_CONCURRENCY_TOTAL": "6"})
+    srv = make_server(database=database, env={"CP_BACKGROUND_CONCURRENCY_TOTAL": "7"})
     resume = srv.automation("resume", BEFORE_AFTER, timeoutSeconds=60)
     short = srv.automation("deadline-4", SLEEPER, timeoutSeconds=4)
     longer = srv.automation("deadline-14", SLEEPER, timeoutSeconds=14)
     exits = srv.automation("exit-3", EXIT3, timeoutSeconds=60)
     doomed = srv.automation("lost", SLEEPER, timeoutSeconds=60)
     quick = srv.automation("quick", QUICK, timeoutSeconds=60)
-    everything = [resume, short, longer, exits, doomed, quick]
+    late = srv.automation("late", LATE, timeoutSeconds=6)
+    everything = [resume, short, longer, exits, doomed, quick, late]
 
     a1 = srv.start_run(resume, args=["14"])["id"]
     a2 = srv.start_run(resume, args=["14"])["id"]
@@ -107,10 +116,11 @@ def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Serv
     t14 = srv.start_run(longer)["id"]
     b = srv.start_run(exits, args=["5"])["id"]
     c = srv.start_run(doomed)["id"]
-    live = {a1: resume, a2: resume, t4: short, t14: longer, b: exits, c: doomed}
+    d = srv.start_run(late)["id"]
+    live = {a1: resume, a2: resume, t4: short, t14: longer, b: exits, c: doomed, d: late}
     for rid, aid in live.items():
         srv.wait_run(aid, rid, timeout=30, until={"running"})
-    queued = [srv.start_run(quick)["id"] for _ in range(2)]  # the six in flight hold every slot
+    queued = [srv.start_run(quick)["id"] for _ in range(2)]  # the seven in flight hold every slot
     # what the scripts printed before the crash is stored; the resumed run must not store it twice
     for rid, aid, first in ((a1, resume, b"before\n"), (a2, resume, b"before\n"), (b, exits, b"b-begin\n")):
         wait_for(f"first line of {rid}", lambda rid=rid, aid=aid, first=first: srv.logs(aid, rid) == first, 10)
@@ -118,6 +128,7 @@ def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Serv
     assert all(r["status"] == "running" for r in started.values()), started
     assert [srv.get_run(quick, q)["status"] for q in queued] == ["queued", "queued"]
     assert "\nx " not in "\n" + engine_log(srv.prefix + b), "run b ended before the crash; the test is too slow"
+    assert srv.logs(late, d) == b"early\n", "run d printed its second line before the crash; the test is too slow"
 
     srv.kill()
     # while the control plane is down: b's script exits 3, c's sandbox disappears, a stray sandbox appears
@@ -170,6 +181,11 @@ def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Serv
     run = final[b]
     assert run["status"] == "failed" and run["exitCode"] == 3 and "NON_ZERO_EXIT" in codes(run), run
     assert run["stdout"] == "b-begin\nb-out\n" and run["stderr"] == "b-err\n", run
+    # (d') its deadline passed while the server was down: over its limit, with what it printed meanwhile kept
+    run = final[d]
+    assert run["status"] == "exceeded limit" and "RUN_TIMEOUT" in codes(run), run
+    assert run["stdout"] == "early\nlate\n", run
+    assert when(run["startTime"]) + timedelta(seconds=6) < ready_at, "its deadline must pass while the server is down"
     # (c) its sandbox was gone: lost
     run = final[c]
     assert run["status"] == "failed" and codes(run) == ["RUN_LOST"] and run["exitCode"] is None, run
@@ -181,7 +197,7 @@ def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Serv
     # (e) the stray sandbox was removed; nothing of this server is left on the engine or unfinished
     assert srv.containers(settle=10) == [], log
     assert unfinished_runs(srv, everything) == []
-    assert srv.metric("controlplane_reconciled_runs_total", outcome="resumed") == 5
+    assert srv.metric("controlplane_reconciled_runs_total", outcome="resumed") == 6
     assert srv.metric("controlplane_reconciled_runs_total", outcome="lost") == 1
     assert srv.metric("controlplane_orphan_sandboxes_removed_total") >= 1
 

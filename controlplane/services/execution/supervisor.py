@@ -32,6 +32,8 @@ from controlplane.store import runs as run_store
 if TYPE_CHECKING:
     from controlplane.services.execution.engine import RunEngine
 
+OVERDUE_DRAIN_SECONDS = 1.0  # the engine replays what a sandbox printed in far less
+
 log = logging.getLogger("controlplane.engine")
 
 
@@ -77,11 +79,16 @@ async def _execute(engine: RunEngine, prep: PreparedRun, attach: RunHandle | Non
         except Exception:  # storing a line twice beats losing the run
             log.warning("run %s: reading its stored logs failed", spec.run_id, exc_info=True)
     output.start()
+    # A run resumed past its deadline (it passed while no control plane watched) still has its frames read
+    # for a moment, so what the sandbox holds (output, an exit) is kept; then it is over its limit.
+    overdue = attach is not None and prep.deadline_at is not None and prep.deadline_at <= utcnow()
     try:
-        async with asyncio.timeout_at(_deadline(prep, attach)):
+        async with asyncio.timeout_at(_deadline(prep, attach, overdue)):
             execution = await _follow(engine, spec, sup, _Sink(output, artifacts), attach)
             sup.outcome = await execution.collect()
             release = execution
+        if overdue and prep.deadline_at is not None:
+            sup.timed_out = _ended_after(sup, prep.deadline_at)
     except TimeoutError:
         sup.timed_out = True
     except BackendError as exc:
@@ -104,13 +111,21 @@ async def _execute(engine: RunEngine, prep: PreparedRun, attach: RunHandle | Non
             await to_the_end(_release(engine, release))
 
 
-def _deadline(prep: PreparedRun, attach: RunHandle | None) -> float:
+def _deadline(prep: PreparedRun, attach: RunHandle | None, overdue: bool) -> float:
     """When the run must be over, on the loop's clock: it counts from the sandbox's launch (queue time
-    excluded); a resumed run keeps its own."""
+    excluded); a resumed run keeps its own, and one already past it gets OVERDUE_DRAIN_SECONDS to drain."""
     loop = asyncio.get_running_loop()
+    if overdue:
+        return loop.time() + OVERDUE_DRAIN_SECONDS
     if attach is not None and prep.deadline_at is not None:
         return loop.time() + max(0.0, (prep.deadline_at - utcnow()).total_seconds())
     return loop.time() + prep.spec.deadline_seconds
+
+
+def _ended_after(sup: Supervision, deadline_at: datetime) -> bool:
+    """Whether a resumed sandbox ended after its deadline (or cannot say when it ended)."""
+    finished = sup.outcome.finished_at if sup.outcome is not None else None
+    return finished is None or finished > deadline_at
 
 
 @dataclass
