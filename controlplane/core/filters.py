@@ -13,6 +13,7 @@ parser serves both. Grammar::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,3 +165,30 @@ def parse_sort(text: str | None, allowed: set[str] | frozenset[str], default: st
     if field not in allowed:
         raise BadRequest(f"cannot sort on {field!r}; allowed: {', '.join(sorted(allowed))}", code="INVALID_SORT")
     return field, desc
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list request asks for, as the API takes it: filter text, sort (key with +/-), page size, and
+    the cursor of links.next / links.prev."""
+
+    filter: str | None = None
+    sort: str | None = None
+    limit: int = 20
+    cursor: str | None = None
+
+    def parse(self, filters: Iterable[str], sorts: Iterable[str], default_sort: str) -> PageQuery:
+        """Checked against a list's filter and sort keys (400 INVALID_FILTER / INVALID_SORT otherwise)."""
+        field, descending = parse_sort(self.sort, set(sorts), default_sort)
+        return PageQuery(parse_filter(self.filter, set(filters)), field, descending, self.limit, self.cursor)
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """A ListQuery parsed: the filter's tree, the sort key and its direction, page size and cursor."""
+
+    where: Node | None
+    sort: str
+    descending: bool
+    limit: int
+    cursor: str | None

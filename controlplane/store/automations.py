@@ -8,9 +8,9 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from controlplane.core.filters import Node
+from controlplane.core.filters import PageQuery
 from controlplane.db.tables import Automation, AutomationVersion, Schedule
-from controlplane.store.query import PageResult, paginate
+from controlplane.store.query import Listing, PageResult
 
 FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "name": Automation.__table__.c.name,
@@ -31,6 +31,7 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "lastRunStatus": Automation.__table__.c.last_run_status,
     "maxConcurrentRuns": Automation.__table__.c.max_concurrent_runs,
 }
+LISTING = Listing(FILTER_COLUMNS, SORT_COLUMNS, Automation.__table__.c.id)
 
 
 async def get(session: AsyncSession, tenant_id: str, automation_id: str) -> Automation | None:
@@ -56,12 +57,8 @@ async def get_by_name(session: AsyncSession, tenant_id: str, name: str) -> Autom
 async def list_page(
     session: AsyncSession,
     tenant_id: str,
+    query: PageQuery,
     *,
-    where: Node | None,
-    sort: str,
-    descending: bool,
-    limit: int,
-    cursor: str | None,
     visible_to: tuple[str, set[str]] | None = None,
 ) -> PageResult:
     stmt = select(Automation).where(Automation.tenant_id == tenant_id)
@@ -74,16 +71,7 @@ async def list_page(
                 Automation.space_id.is_(None),
             )
         )
-    return await paginate(
-        session,
-        stmt,
-        sort_col=SORT_COLUMNS[sort],
-        id_col=Automation.__table__.c.id,
-        descending=descending,
-        limit=limit,
-        cursor=cursor,
-        where=(where, FILTER_COLUMNS),
-    )
+    return await LISTING.page(session, stmt, query)
 
 
 async def add_version(session: AsyncSession, automation: Automation, spec: dict[str, Any]) -> None:

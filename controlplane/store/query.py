@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from controlplane.core.errors import BadRequest
-from controlplane.core.filters import And, Node, Not, Or
+from controlplane.core.filters import And, Node, Not, Or, PageQuery
 
 Row = TypeVar("Row")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -145,22 +145,31 @@ def sort_key(col: KeyedColumnElement[Any]) -> ColumnElement[Any]:
     return func.coalesce(col, _sentinel(col)) if col.nullable else col
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A list's columns: what a filter may name, what it may be sorted on, and the tie-breaking id."""
+
+    filters: Mapping[str, KeyedColumnElement[Any]]
+    sorts: Mapping[str, KeyedColumnElement[Any]]
+    id_col: KeyedColumnElement[Any]
+
+    async def page(self, session: Any, stmt: Select[Any], query: PageQuery) -> PageResult:
+        """One page of ``stmt`` narrowed by the query's filter, in its order."""
+        if query.where is not None:
+            stmt = stmt.where(to_sql(query.where, self.filters))
+        sort_col = self.sorts[query.sort]
+        return await paginate(session, stmt, sort_col, self.id_col, query)
+
+
 async def paginate(
     session: Any,
     stmt: Select[Any],
-    *,
     sort_col: KeyedColumnElement[Any],
     id_col: KeyedColumnElement[Any],
-    descending: bool,
-    limit: int,
-    cursor: str | None,
-    where: tuple[Node | None, Mapping[str, KeyedColumnElement[Any]]] = (None, {}),
+    query: PageQuery,
 ) -> PageResult:
-    """One page of ``stmt`` narrowed by a parsed filter (``where``: the filter and the columns it may name),
-    by keyset pagination on (sort column, id); a row's sort value is its attribute of the column's name."""
-    node, columns = where
-    if node is not None:
-        stmt = stmt.where(to_sql(node, columns))
+    """Keyset pagination on (sort column, id); a row's sort value is its attribute of the column's name."""
+    descending, limit, cursor = query.descending, query.limit, query.cursor
     cur: Cursor | None = Cursor.decode(cursor) if cursor else None
     key = sort_key(sort_col)
     backwards = cur is not None and cur.direction == "prev"

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from controlplane.core.filters import Node
+from controlplane.core.filters import PageQuery
 from controlplane.core.states import ACTIVE, TERMINAL, RunStatus, transition
 from controlplane.db.tables import (
     Artifact,
@@ -24,7 +24,7 @@ from controlplane.db.tables import (
     Token,
     utcnow,
 )
-from controlplane.store.query import PageResult, paginate
+from controlplane.store.query import Listing, PageResult
 
 _c = Run.__table__.c
 FILTER_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
@@ -46,6 +46,7 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "startTime": _c.start_time,
     "createdAt": _c.created_at,
 }
+LISTING = Listing(FILTER_COLUMNS, SORT_COLUMNS, _c.id)
 
 
 async def get(session: AsyncSession, tenant_id: str, run_id: str) -> Run | None:
@@ -61,24 +62,10 @@ async def list_page(
     session: AsyncSession,
     tenant_id: str,
     automation_id: str,
-    *,
-    where: Node | None,
-    sort: str,
-    descending: bool,
-    limit: int,
-    cursor: str | None,
+    query: PageQuery,
 ) -> PageResult:
     stmt = select(Run).where(Run.tenant_id == tenant_id, Run.automation_id == automation_id)
-    return await paginate(
-        session,
-        stmt,
-        sort_col=SORT_COLUMNS[sort],
-        id_col=_c.id,
-        descending=descending,
-        limit=limit,
-        cursor=cursor,
-        where=(where, FILTER_COLUMNS),
-    )
+    return await LISTING.page(session, stmt, query)
 
 
 async def move(

@@ -14,9 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from controlplane.core.filters import Node
+from controlplane.core.filters import PageQuery
 from controlplane.db.tables import Automation, Space, SpaceMember, User, utcnow
-from controlplane.store.query import PageResult, paginate
+from controlplane.store.query import Listing, PageResult
 
 # the 0003 migration derives the same ids: keep both in step
 DEFAULT_SPACE_NAMESPACE = uuid.UUID("6f1c0f3e-3d0b-4f55-9a43-6c0d2f8e4b21")
@@ -30,6 +30,7 @@ SORT_COLUMNS: dict[str, KeyedColumnElement[Any]] = {
     "createdAt": _c.created_at,
     "updatedAt": _c.updated_at,
 }
+LISTING = Listing(FILTER_COLUMNS, SORT_COLUMNS, _c.id)
 
 
 def default_space_id(tenant_id: str) -> str:
@@ -79,28 +80,15 @@ async def get_by_name(session: AsyncSession, tenant_id: str, name: str) -> Space
 async def list_page(
     session: AsyncSession,
     tenant_id: str,
+    query: PageQuery,
     *,
     only: set[str] | None,
-    where: Node | None,
-    sort: str,
-    descending: bool,
-    limit: int,
-    cursor: str | None,
 ) -> PageResult:
     """Spaces of a tenant; ``only`` (when given) keeps those ids."""
     stmt = select(Space).where(Space.tenant_id == tenant_id)
     if only is not None:
         stmt = stmt.where(Space.id.in_(sorted(only)))
-    return await paginate(
-        session,
-        stmt,
-        sort_col=SORT_COLUMNS[sort],
-        id_col=_c.id,
-        descending=descending,
-        limit=limit,
-        cursor=cursor,
-        where=(where, FILTER_COLUMNS),
-    )
+    return await LISTING.page(session, stmt, query)
 
 
 async def count_automations(session: AsyncSession, space_id: str) -> int:

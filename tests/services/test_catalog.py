@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from controlplane.core.filters import ListQuery
 from controlplane.services.automations import catalog
 from controlplane.services.platform import Platform
 
@@ -19,15 +20,11 @@ async def test_shipped_automations_load_and_resync_is_idempotent(platform: Platf
     assert set(first.created) == SHIPPED and not first.errors, first.summary()
     second = await catalog.sync(platform.automations, admin, REPO_AUTOMATIONS)
     assert set(second.unchanged) == SHIPPED and not second.created and not second.updated
-    items, _ = await platform.automations.search(
-        admin, filter_text='name eq "A011-archive-cleanup"', sort=None, limit=5, cursor=None
-    )
+    items, _ = await platform.automations.search(admin, ListQuery(filter='name eq "A011-archive-cleanup"', limit=5))
     cleanup = items[0]
     assert cleanup.network.value == "api" and cleanup.args == ["--days", "30"]
     assert cleanup.schedules[0].cron == "0 3 * * *" and cleanup.run_mode.value == "scheduled"
-    items, _ = await platform.automations.search(
-        admin, filter_text='name eq "A020-report-demo"', sort=None, limit=5, cursor=None
-    )
+    items, _ = await platform.automations.search(admin, ListQuery(filter='name eq "A020-report-demo"', limit=5))
     declared = {p.name: p for p in items[0].parameters}  # typed parameters from automation.json
     assert declared["Warehouse"].mandatory and declared["MinQty"].type == "integer" and declared["MinQty"].default == 0
 
@@ -42,9 +39,7 @@ async def test_changed_folder_is_updated_with_a_new_version(platform: Platform, 
     (folder / "main.py").write_text("print(2)")
     report = await catalog.sync(platform.automations, admin, tmp_path)
     assert report.updated == ["A123-Thing"]
-    items, _ = await platform.automations.search(
-        admin, filter_text='name eq "A123-Thing"', sort=None, limit=1, cursor=None
-    )
+    items, _ = await platform.automations.search(admin, ListQuery(filter='name eq "A123-Thing"', limit=1))
     assert items[0].version == 2
 
 

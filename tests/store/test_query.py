@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from controlplane.core.errors import BadRequest
-from controlplane.core.filters import And, Cond, Node, Not, Or, parse_filter
+from controlplane.core.filters import And, Cond, Node, Not, Or, PageQuery, parse_filter
 from controlplane.db.tables import UTCDateTime
 from controlplane.store.query import EPOCH, Cursor, PageResult, paginate, to_sql
 
@@ -215,15 +215,7 @@ def pager(
         if where is not None:
             stmt = stmt.where(to_sql(where, COLUMNS))
         async with maker() as session:
-            return await paginate(
-                session,
-                stmt,
-                sort_col=COLUMNS[sort],
-                id_col=C.id,
-                descending=descending,
-                limit=limit,
-                cursor=cursor,
-            )
+            return await paginate(session, stmt, COLUMNS[sort], C.id, PageQuery(None, sort, descending, limit, cursor))
 
     return page
 

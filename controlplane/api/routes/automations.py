@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     AutomationCopy,
     AutomationCreate,
@@ -60,9 +61,8 @@ async def list_automations(
         bool, Query(description="When true, list every automation of the tenant (tenant admins only; else 403).")
     ] = False,
 ) -> Page[AutomationPublic]:
-    items, result = await platform.automations.search(
-        principal, filter_text=filter, sort=sort, limit=limit, cursor=page, list_all=listAll
-    )
+    query = ListQuery(filter=filter, sort=sort, limit=limit, cursor=page)
+    items, result = await platform.automations.search(principal, query, list_all=listAll)
     return Page[AutomationPublic](data=items, links=page_links(request, result))
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
 from controlplane.core.errors import BadRequest, ValidationFailed
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     ArtifactPublic,
     ErrorBody,
@@ -109,9 +110,8 @@ async def list_runs(
         str | None, Query(description="Seed 004's example spells sort this way (?query=-startTime): the same as sort.")
     ] = None,
 ) -> Page[RunPublic]:
-    items, result = await platform.runs.search(
-        principal, id, filter_text=filter, sort=sort or query, limit=limit, cursor=page, base_url=base_url(request)
-    )
+    asked = ListQuery(filter=filter, sort=sort or query, limit=limit, cursor=page)
+    items, result = await platform.runs.search(principal, id, asked, base_url=base_url(request))
     return Page[RunPublic](data=items, links=page_links(request, result))
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     ErrorBody,
     Links,
@@ -35,9 +36,8 @@ async def list_spaces(
     listAll: Annotated[bool, Query(description="Every space of the tenant (tenant admins only; else 403).")] = False,
 ) -> Page[SpacePublic]:
     """The spaces the caller belongs to (the tenant's default space always among them)."""
-    items, result = await platform.automations.spaces.search(
-        principal, filter_text=filter, sort=sort, limit=limit, cursor=page, list_all=listAll
-    )
+    query = ListQuery(filter=filter, sort=sort, limit=limit, cursor=page)
+    items, result = await platform.automations.spaces.search(principal, query, list_all=listAll)
     return Page[SpacePublic](data=items, links=page_links(request, result))
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, NotFound, Unauthorized
+from controlplane.core.filters import ListQuery
 from controlplane.core.states import RunContext, RunMode, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
@@ -195,9 +196,8 @@ class JobService(Surface):
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            items, page = await self.automations.search(
-                principal, filter_text=None, sort="+name", limit=100, cursor=cursor, list_all=True
-            )
+            query = ListQuery(sort="+name", limit=100, cursor=cursor)
+            items, page = await self.automations.search(principal, query, list_all=True)
             for a in items:
                 out.append(
                     {

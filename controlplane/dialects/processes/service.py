@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Conflict, NotFound
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import AutomationPublic
 from controlplane.core.states import TERMINAL, RunContext, RunStatus
 from controlplane.db.tables import Automation, Run
@@ -121,9 +122,7 @@ class ProcessService(Surface):
         out: list[AutomationPublic] = []
         cursor: str | None = None
         while True:
-            items, page = await self.automations.search(
-                principal, filter_text=None, sort="+name", limit=100, cursor=cursor
-            )
+            items, page = await self.automations.search(principal, ListQuery(sort="+name", limit=100, cursor=cursor))
             out += items
             if page.next is None:
                 return out

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Conflict, Forbidden, NotFound
-from controlplane.core.filters import parse_filter, parse_sort
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     AutomationCreate,
     AutomationPublic,
@@ -126,11 +126,8 @@ class AutomationService:
     async def search(
         self,
         principal: Principal,
+        query: ListQuery,
         *,
-        filter_text: str | None,
-        sort: str | None,
-        limit: int,
-        cursor: str | None,
         list_all: bool = False,
     ) -> tuple[list[AutomationPublic], PageResult]:
         """The automations the caller sees (their spaces, the default space, their own); ``list_all``:
@@ -138,20 +135,11 @@ class AutomationService:
         principal.require(Permission.READ)
         if list_all and not principal.can(Permission.ADMIN):
             raise Forbidden("listAll is restricted to tenant admins")
-        where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
-        field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "-createdAt")
+        asked = query.parse(store.FILTER_COLUMNS, store.SORT_COLUMNS, "-createdAt")
         async with self.sessions() as s:
             view = await self.spaces.view(s, principal)
-            page = await store.list_page(
-                s,
-                principal.tenant_id,
-                where=where,
-                sort=field,
-                descending=desc,
-                limit=limit,
-                cursor=cursor,
-                visible_to=None if list_all else (principal.user_id, view.visible_spaces()),
-            )
+            visible_to = None if list_all else (principal.user_id, view.visible_spaces())
+            page = await store.list_page(s, principal.tenant_id, asked, visible_to=visible_to)
             return await self._public(s, principal, page.rows, include_files=False), page
 
     async def _public(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from controlplane.core.filters import parse_filter, parse_sort
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, Role, RunContext, RunStatus
@@ -276,28 +276,15 @@ class RunService:
         self,
         principal: Principal,
         automation_id: str,
+        query: ListQuery,
         *,
-        filter_text: str | None,
-        sort: str | None,
-        limit: int,
-        cursor: str | None,
         base_url: str,
     ) -> tuple[list[RunPublic], PageResult]:
         principal.require(Permission.READ)
-        where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
-        field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "-createdAt")
+        asked = query.parse(store.FILTER_COLUMNS, store.SORT_COLUMNS, "-createdAt")
         async with self.sessions() as s:
             await self._automation(s, principal, automation_id, Permission.READ)
-            page = await store.list_page(
-                s,
-                principal.tenant_id,
-                automation_id,
-                where=where,
-                sort=field,
-                descending=desc,
-                limit=limit,
-                cursor=cursor,
-            )
+            page = await store.list_page(s, principal.tenant_id, automation_id, asked)
             return [await self.public(s, r, base_url=base_url, inline=False) for r in page.rows], page
 
     async def public(self, s: AsyncSession, run: Run, *, base_url: str, inline: bool = True) -> RunPublic:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import GRANTS, Permission, Principal
 from controlplane.core.errors import Conflict, Forbidden, NotFound
-from controlplane.core.filters import parse_filter, parse_sort
+from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import SpaceCreate, SpaceMemberPublic, SpacePublic, SpaceRole, SpaceUpdate
 from controlplane.core.states import Role
 from controlplane.db.session import transaction
@@ -162,31 +162,19 @@ class SpaceService:
     async def search(
         self,
         principal: Principal,
+        query: ListQuery,
         *,
-        filter_text: str | None,
-        sort: str | None,
-        limit: int,
-        cursor: str | None,
         list_all: bool,
     ) -> tuple[list[SpacePublic], PageResult]:
         principal.require(Permission.READ)
         if list_all:
             principal.require(Permission.ADMIN)
-        where = parse_filter(filter_text, set(store.FILTER_COLUMNS))
-        field, desc = parse_sort(sort, set(store.SORT_COLUMNS), "+name")
+        asked = query.parse(store.FILTER_COLUMNS, store.SORT_COLUMNS, "+name")
         async with transaction(self.sessions) as s:
             await store.ensure_default(s, principal.tenant_id)
             view = await self.view(s, principal)
-            page = await store.list_page(
-                s,
-                principal.tenant_id,
-                only=None if list_all else view.visible_spaces(),
-                where=where,
-                sort=field,
-                descending=desc,
-                limit=limit,
-                cursor=cursor,
-            )
+            only = None if list_all else view.visible_spaces()
+            page = await store.list_page(s, principal.tenant_id, asked, only=only)
             return [self._public(r, view) for r in page.rows], page
 
     async def get(self, principal: Principal, space_id: str) -> SpacePublic:
