@@ -7,19 +7,114 @@ re-raised as one of these with ``from`` so the cause stays in the traceback.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
+
+
+class Code(enum.StrEnum):
+    """Every ``code`` the API answers with: the first entry of an error envelope names one of these."""
+
+    APP_OFFERING_NOT_FOUND = "APP_OFFERING_NOT_FOUND"
+    ARGS_WITH_CRON = "ARGS_WITH_CRON"
+    AUTOMATION_DISABLED = "AUTOMATION_DISABLED"
+    AUTOMATION_GONE = "AUTOMATION_GONE"
+    AUTOMATION_LIMIT = "AUTOMATION_LIMIT"
+    AUTOMATION_NOT_FOUND = "AUTOMATION_NOT_FOUND"
+    BACKEND_ERROR = "BACKEND_ERROR"
+    BACKEND_NOT_INSTALLED = "BACKEND_NOT_INSTALLED"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    BAD_REQUEST = "BAD_REQUEST"
+    BUSY = "BUSY"
+    CODE_TOO_LARGE = "CODE_TOO_LARGE"
+    CONFLICT = "CONFLICT"
+    CRON_REQUIRED = "CRON_REQUIRED"
+    DEFAULT_SPACE = "DEFAULT_SPACE"
+    EMAIL_NOT_CONFIGURED = "EMAIL_NOT_CONFIGURED"
+    EXECUTION_NOT_FINISHED = "EXECUTION_NOT_FINISHED"
+    FILTER_REQUIRED = "FILTER_REQUIRED"
+    FORBIDDEN = "FORBIDDEN"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    INVALID_ARGS = "INVALID_ARGS"
+    INVALID_BREAKDOWN = "INVALID_BREAKDOWN"
+    INVALID_CODE = "INVALID_CODE"
+    INVALID_CURSOR = "INVALID_CURSOR"
+    INVALID_EXECUTION_TOKEN = "INVALID_EXECUTION_TOKEN"
+    INVALID_FIELDS = "INVALID_FIELDS"
+    INVALID_FIELD = "INVALID_FIELD"
+    INVALID_FILTER = "INVALID_FILTER"
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_PARAMETERS = "INVALID_PARAMETERS"
+    INVALID_PARAMETER_DECLARATION = "INVALID_PARAMETER_DECLARATION"
+    INVALID_PATH = "INVALID_PATH"
+    INVALID_RULE_TEXT = "INVALID_RULE_TEXT"
+    INVALID_SCHEDULE = "INVALID_SCHEDULE"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    INVALID_SORT = "INVALID_SORT"
+    INVALID_STREAM = "INVALID_STREAM"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    INVALID_VALUE = "INVALID_VALUE"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    LAUNCH_FAILED = "LAUNCH_FAILED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    LINK_EXPIRED = "LINK_EXPIRED"
+    MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    MISSING_FIELD = "MISSING_FIELD"
+    NAME_TAKEN = "NAME_TAKEN"
+    NOTIFICATION_NOT_FOUND = "NOTIFICATION_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    NO_EMAIL_ADDRESS = "NO_EMAIL_ADDRESS"
+    PARAMETER_INVALID = "PARAMETER_INVALID"
+    PARAMETER_MISSING = "PARAMETER_MISSING"
+    PARAMETER_TYPE = "PARAMETER_TYPE"
+    PARAMETER_UNKNOWN = "PARAMETER_UNKNOWN"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    PROCESS_AMBIGUOUS = "PROCESS_AMBIGUOUS"
+    PROCESS_NOT_FOUND = "PROCESS_NOT_FOUND"
+    QUEUE_FULL = "QUEUE_FULL"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    READ_ONLY_FIELD = "READ_ONLY_FIELD"
+    RESERVED_ENV = "RESERVED_ENV"
+    RESERVED_NAME = "RESERVED_NAME"
+    RUNS_ACTIVE = "RUNS_ACTIVE"
+    RUN_BUSY = "RUN_BUSY"
+    RUN_ENDED = "RUN_ENDED"
+    RUN_HAS_NO_RESPONSE = "RUN_HAS_NO_RESPONSE"
+    RUN_LOST = "RUN_LOST"
+    RUN_NOT_FINISHED = "RUN_NOT_FINISHED"
+    SANDBOX_IMAGE_MISSING = "SANDBOX_IMAGE_MISSING"
+    SCRIPT_FAILED = "SCRIPT_FAILED"
+    SECRETS_KEY_INVALID = "SECRETS_KEY_INVALID"
+    SECRET_UNREADABLE = "SECRET_UNREADABLE"
+    SCRIPT_NOT_SCHEDULED = "SCRIPT_NOT_SCHEDULED"
+    SCRIPT_NOT_STARTED = "SCRIPT_NOT_STARTED"
+    SCRIPT_TIMEOUT = "SCRIPT_TIMEOUT"
+    SPACE_NOT_EMPTY = "SPACE_NOT_EMPTY"
+    SPACE_NOT_FOUND = "SPACE_NOT_FOUND"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    SYNC_LIMIT = "SYNC_LIMIT"
+    TOKEN_HOST_MISMATCH = "TOKEN_HOST_MISMATCH"
+    TOO_MANY = "TOO_MANY"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    VALUE_TOO_LONG = "VALUE_TOO_LONG"
 
 
 class ControlPlaneError(Exception):
     status_code: int = 500
-    code: str = "INTERNAL_ERROR"
+    code: str = Code.INTERNAL_ERROR
     title: str = "Internal error"
 
     def __init__(
         self,
         detail: str | None = None,
         *,
-        code: str | None = None,
+        code: Code | None = None,
         title: str | None = None,
         extra: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
@@ -42,23 +137,23 @@ class ControlPlaneError(Exception):
 
 class BadRequest(ControlPlaneError):
     status_code = 400
-    code = "BAD_REQUEST"
+    code: str = Code.BAD_REQUEST
     title = "Bad request"
 
 
 class InvalidJson(BadRequest):
-    code = "INVALID_JSON"
+    code: str = Code.INVALID_JSON
 
 
 class ValidationFailed(ControlPlaneError):
     status_code = 422
-    code = "VALIDATION_FAILED"
+    code: str = Code.VALIDATION_FAILED
     title = "The request is not valid"
 
 
 class Unauthorized(ControlPlaneError):
     status_code = 401
-    code = "UNAUTHORIZED"
+    code: str = Code.UNAUTHORIZED
     title = "Missing or invalid bearer token"
 
     def __init__(self, detail: str | None = None, **kw: Any) -> None:
@@ -68,32 +163,32 @@ class Unauthorized(ControlPlaneError):
 
 class Forbidden(ControlPlaneError):
     status_code = 403
-    code = "FORBIDDEN"
+    code: str = Code.FORBIDDEN
     title = "Your role does not allow this"
 
 
 class NotFound(ControlPlaneError):
     status_code = 404
-    code = "NOT_FOUND"
+    code: str = Code.NOT_FOUND
     title = "Not found"
 
 
 class MethodNotAllowed(ControlPlaneError):
     status_code = 405
-    code = "METHOD_NOT_ALLOWED"
+    code: str = Code.METHOD_NOT_ALLOWED
     title = "Method not allowed"
 
 
 class Conflict(ControlPlaneError):
     status_code = 409
-    code = "CONFLICT"
+    code: str = Code.CONFLICT
     title = "Conflict with the current state of the resource"
 
 
 class InvalidTransition(Conflict):
     """A status move the transition table (core/states.py) does not allow: a bug, or a lost race."""
 
-    code = "INVALID_TRANSITION"
+    code: str = Code.INVALID_TRANSITION
     title = "The run cannot move to that status"
 
     def __init__(self, detail: str, *, current: str, target: str) -> None:
@@ -104,19 +199,19 @@ class InvalidTransition(Conflict):
 
 class PayloadTooLarge(ControlPlaneError):
     status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
+    code: str = Code.PAYLOAD_TOO_LARGE
     title = "Request body too large"
 
 
 class HeadersTooLarge(ControlPlaneError):
     status_code = 431
-    code = "HEADERS_TOO_LARGE"
+    code: str = Code.HEADERS_TOO_LARGE
     title = "Request header fields too large"
 
 
 class QuotaExceeded(ControlPlaneError):
     status_code = 429
-    code = "QUOTA_EXCEEDED"
+    code: str = Code.QUOTA_EXCEEDED
     title = "Too many runs in flight"
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
@@ -127,35 +222,52 @@ class QuotaExceeded(ControlPlaneError):
 
 class StorageUnavailable(ControlPlaneError):
     status_code = 503
-    code = "STORAGE_UNAVAILABLE"
+    code: str = Code.STORAGE_UNAVAILABLE
     title = "The database is not reachable"
 
 
 class BackendError(ControlPlaneError):
     status_code = 502
-    code = "BACKEND_ERROR"
+    code: str = Code.BACKEND_ERROR
     title = "The sandbox engine failed"
 
 
 class BackendUnavailable(BackendError):
     status_code = 503
-    code = "BACKEND_UNAVAILABLE"
+    code: str = Code.BACKEND_UNAVAILABLE
     title = "The sandbox engine is not reachable"
 
 
 class LaunchFailed(BackendError):
     status_code = 500
-    code = "LAUNCH_FAILED"
+    code: str = Code.LAUNCH_FAILED
     title = "The run could not be started"
 
 
 class SandboxImageMissing(LaunchFailed):
-    code = "SANDBOX_IMAGE_MISSING"
+    code: str = Code.SANDBOX_IMAGE_MISSING
     title = "The sandbox image is not present on the engine"
 
 
+class RunLost(ControlPlaneError):
+    """A run whose sandbox vanished while nobody watched it (recorded on the run, never answered to a request)."""
+
+    code: str = Code.RUN_LOST
+    title = "The run was lost"
+
+
+class SecretsKeyInvalid(ControlPlaneError):
+    code: str = Code.SECRETS_KEY_INVALID
+    title = "The secrets key setting is not valid"
+
+
+class SecretUnreadable(ControlPlaneError):
+    code: str = Code.SECRET_UNREADABLE
+    title = "A secret cannot be decrypted with the configured keys"
+
+
 class BackendNotInstalled(ControlPlaneError):
-    code = "BACKEND_NOT_INSTALLED"
+    code: str = Code.BACKEND_NOT_INSTALLED
     title = "The selected backend's extra is not installed"
 
 
@@ -164,25 +276,25 @@ class BackendNotInstalled(ControlPlaneError):
 
 class ScriptNotStarted(ControlPlaneError):
     status_code = 500
-    code = "SCRIPT_NOT_STARTED"
+    code: str = Code.SCRIPT_NOT_STARTED
     title = "Could not start script"
 
 
 class ScriptNotScheduled(ControlPlaneError):
     status_code = 500
-    code = "SCRIPT_NOT_SCHEDULED"
+    code: str = Code.SCRIPT_NOT_SCHEDULED
     title = "The script could not be scheduled"
 
 
 class ScriptFailed(ControlPlaneError):
     status_code = 502
-    code = "SCRIPT_FAILED"
+    code: str = Code.SCRIPT_FAILED
     title = "Could not fully execute script"
 
 
 class ScriptTimedOut(ControlPlaneError):
     status_code = 504
-    code = "SCRIPT_TIMEOUT"
+    code: str = Code.SCRIPT_TIMEOUT
     title = "The script was stopped because of a timeout"
 
 
@@ -193,7 +305,7 @@ class RateLimited(ControlPlaneError):
     """Over a user's requests-per-minute tier; the headers carry Retry-After and X-RateLimit-*."""
 
     status_code = 429
-    code = "RATE_LIMITED"
+    code: str = Code.RATE_LIMITED
     title = "Too many requests"
 
 
@@ -201,7 +313,7 @@ class LinkInvalid(ControlPlaneError):
     """A signed URL whose signature does not match (forged, altered or extended) or is missing."""
 
     status_code = 403
-    code = "INVALID_SIGNATURE"
+    code: str = Code.INVALID_SIGNATURE
     title = "The link is not valid"
 
 
@@ -209,7 +321,7 @@ class LinkExpired(ControlPlaneError):
     """A signed URL past its expiry: ask for a new one."""
 
     status_code = 410
-    code = "LINK_EXPIRED"
+    code: str = Code.LINK_EXPIRED
     title = "The link has expired"
 
 

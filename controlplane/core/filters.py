@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 
 OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"})
 MAX_DEPTH = 32  # nested "not"/parentheses; deeper input would exhaust Python's recursion limit
@@ -67,7 +67,7 @@ class _Parser:
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
-                raise BadRequest(f"cannot parse filter near {text[pos : pos + 20]!r}", code="INVALID_FILTER")
+                raise BadRequest(f"cannot parse filter near {text[pos : pos + 20]!r}", code=Code.INVALID_FILTER)
             pos = m.end()
             kind = m.lastgroup or ""
             raw = m.group(kind)
@@ -94,17 +94,17 @@ class _Parser:
 
     def take(self, kind: str | None = None) -> tuple[str, Any]:
         if self.pos >= len(self.tokens):
-            raise BadRequest("filter ends too early", code="INVALID_FILTER")
+            raise BadRequest("filter ends too early", code=Code.INVALID_FILTER)
         tok = self.tokens[self.pos]
         if kind and tok[0] != kind:
-            raise BadRequest(f"filter: expected {kind}, found {tok[1]!r}", code="INVALID_FILTER")
+            raise BadRequest(f"filter: expected {kind}, found {tok[1]!r}", code=Code.INVALID_FILTER)
         self.pos += 1
         return tok
 
     def parse(self) -> Node:
         node = self.expr()
         if self.pos != len(self.tokens):
-            raise BadRequest(f"filter: unexpected {self.tokens[self.pos][1]!r}", code="INVALID_FILTER")
+            raise BadRequest(f"filter: unexpected {self.tokens[self.pos][1]!r}", code=Code.INVALID_FILTER)
         return node
 
     def expr(self) -> Node:
@@ -125,7 +125,7 @@ class _Parser:
         if self.peek() in ("not", "lp"):
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                raise BadRequest(f"filter nests deeper than {MAX_DEPTH} levels", code="INVALID_FILTER")
+                raise BadRequest(f"filter nests deeper than {MAX_DEPTH} levels", code=Code.INVALID_FILTER)
             try:
                 if self.take()[0] == "not":
                     return Not(self.factor())
@@ -137,11 +137,11 @@ class _Parser:
         _, attr = self.take("attr")
         if attr not in self.allowed:
             raise BadRequest(
-                f"cannot filter on {attr!r}; allowed: {', '.join(sorted(self.allowed))}", code="INVALID_FILTER"
+                f"cannot filter on {attr!r}; allowed: {', '.join(sorted(self.allowed))}", code=Code.INVALID_FILTER
             )
         kind = self.peek()
         if kind not in OPS:
-            raise BadRequest(f"filter: expected an operator after {attr!r}", code="INVALID_FILTER")
+            raise BadRequest(f"filter: expected an operator after {attr!r}", code=Code.INVALID_FILTER)
         self.take()
         if kind == "pr":
             return Cond(attr, "pr")
@@ -153,7 +153,7 @@ def parse_filter(text: str | None, allowed: frozenset[str] | set[str]) -> Node |
     if text is None or not text.strip():
         return None
     if len(text) > 4096:
-        raise BadRequest("filter is too long", code="INVALID_FILTER")
+        raise BadRequest("filter is too long", code=Code.INVALID_FILTER)
     return _Parser(text, frozenset(allowed)).parse()
 
 
@@ -163,7 +163,7 @@ def parse_sort(text: str | None, allowed: set[str] | frozenset[str], default: st
     desc = raw.startswith("-")
     field = raw.lstrip("+-")
     if field not in allowed:
-        raise BadRequest(f"cannot sort on {field!r}; allowed: {', '.join(sorted(allowed))}", code="INVALID_SORT")
+        raise BadRequest(f"cannot sort on {field!r}; allowed: {', '.join(sorted(allowed))}", code=Code.INVALID_SORT)
     return field, desc
 
 

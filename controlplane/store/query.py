@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 from controlplane.core.filters import And, Node, Not, Or, PageQuery
 
 Row = TypeVar("Row")
@@ -80,7 +80,7 @@ def _check_type(attr: str, op: str, py: type | None, value: Any) -> None:
     else:
         fits = isinstance(value, _COMPARABLE[py]) and not isinstance(value, bool)
     if not fits:
-        raise BadRequest(f"{attr!r} cannot be compared with {value!r} using {op!r}", code="INVALID_FILTER")
+        raise BadRequest(f"{attr!r} cannot be compared with {value!r} using {op!r}", code=Code.INVALID_FILTER)
 
 
 def _py_type(col: KeyedColumnElement[Any]) -> type | None:
@@ -95,7 +95,7 @@ def _parse_dt(value: str) -> datetime:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"not a date/time: {value!r}", code="INVALID_FILTER") from None
+        raise BadRequest(f"not a date/time: {value!r}", code=Code.INVALID_FILTER) from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -122,7 +122,7 @@ class Cursor:
             return cls(value, str(doc["i"]), doc["d"])
         # AttributeError: JSON that is not an object, or "t" on a non-string; RecursionError: "[[[[…" JSON
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, BadRequest):
-            raise BadRequest("the page cursor is not valid", code="INVALID_CURSOR") from None
+            raise BadRequest("the page cursor is not valid", code=Code.INVALID_CURSOR) from None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
-from controlplane.core.errors import BadRequest, ValidationFailed
+from controlplane.core.errors import BadRequest, Code, ValidationFailed
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     ArtifactPublic,
@@ -61,7 +61,7 @@ async def create_run(
         try:
             body = RunCreate.model_validate(json.loads(raw))
         except json.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
+            raise BadRequest(f"the body is not valid JSON: {exc}", code=Code.INVALID_JSON) from None
         except ValidationError as exc:
             raise ValidationFailed(_first_errors(exc)) from None
         data, input_type = encode_input(body.input), "application/json" if body.input is not None else None

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, get_principal
 from controlplane.core.auth import Principal
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 from controlplane.core.schemas import ErrorBody
 from controlplane.dialects.jobs.service import Job, JobService, parse_args
 
@@ -115,7 +115,9 @@ async def _start(
     argv = parse_args(args)
     if cron is not None:
         if argv is not None:
-            raise BadRequest("scheduled runs use the automation's own args; drop args or cron", code="ARGS_WITH_CRON")
+            raise BadRequest(
+                "scheduled runs use the automation's own args; drop args or cron", code=Code.ARGS_WITH_CRON
+            )
         return await _schedule(jobs, principal, name, cron, timezone)
     body, ctype = await _input(request)
     run = await jobs.start(principal, name, args=argv, input_data=body, content_type=ctype, wait=wait)
@@ -158,9 +160,9 @@ async def schedule(
 ) -> JSONResponse:
     """Add a cron schedule to automation ``name``."""
     if cron is None or not cron.strip():
-        raise BadRequest("give the schedule as ?cron=<5-field cron expression>", code="CRON_REQUIRED")
+        raise BadRequest("give the schedule as ?cron=<5-field cron expression>", code=Code.CRON_REQUIRED)
     if parse_args(args) is not None:
-        raise BadRequest("scheduled runs use the automation's own args; drop args", code="ARGS_WITH_CRON")
+        raise BadRequest("scheduled runs use the automation's own args; drop args", code=Code.ARGS_WITH_CRON)
     return await _schedule(jobs, principal, name, cron.strip(), timezone)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import BadRequest, NotFound, Unauthorized
+from controlplane.core.errors import BadRequest, Code, NotFound, Unauthorized
 from controlplane.core.filters import ListQuery
 from controlplane.core.states import RunContext, RunMode, RunStatus
 from controlplane.db.session import transaction
@@ -63,11 +63,11 @@ def parse_args(values: list[str] | None) -> list[str] | None:
         try:
             out = shlex.split(values[0])
         except ValueError as exc:
-            raise BadRequest(f"args: {exc}", code="INVALID_ARGS") from None
+            raise BadRequest(f"args: {exc}", code=Code.INVALID_ARGS) from None
     else:
         out = [part for part in values[0].split(",") if part]
     if len(out) > MAX_ARGS:
-        raise BadRequest(f"at most {MAX_ARGS} arguments", code="INVALID_ARGS")
+        raise BadRequest(f"at most {MAX_ARGS} arguments", code=Code.INVALID_ARGS)
     return out
 
 
@@ -104,12 +104,14 @@ class JobService(Surface):
                 tenant = await tenant_store.get_tenant_by_name(s, host)
             named = tenant.name if tenant is not None else None
         if named is not None and named != principal.tenant_name:
-            raise Unauthorized(f"the token does not belong to the tenant of host {host!r}", code="TOKEN_HOST_MISMATCH")
+            raise Unauthorized(
+                f"the token does not belong to the tenant of host {host!r}", code=Code.TOKEN_HOST_MISMATCH
+            )
 
     async def _automation(self, s: AsyncSession, principal: Principal, name: str, permission: Permission) -> Automation:
         """Automation ``name``: one 404 for a missing name and for one in a space the caller does not see (same
         code and message, so neither its existence nor its id can be probed)."""
-        missing = NotFound(f"no automation named {name!r}", code="AUTOMATION_NOT_FOUND")
+        missing = NotFound(f"no automation named {name!r}", code=Code.AUTOMATION_NOT_FOUND)
         lock = permission == Permission.WRITE
         return await self.runs.find_automation(s, principal, name, permission, missing=missing, by_id=False, lock=lock)
 
@@ -162,7 +164,7 @@ class JobService(Surface):
                 return await self._job(s, run.id, run)
             sched = await store.get_schedule(s, principal.tenant_id, jobid)
             if sched is None:
-                raise NotFound(f"no job {jobid!r}", code="JOB_NOT_FOUND")
+                raise NotFound(f"no job {jobid!r}", code=Code.JOB_NOT_FOUND)
             automation = await self.automations.load(s, principal, sched.automation_id, Permission.READ)
             last = await store.latest_run_of_schedule(s, sched.id)
             job = await self._job(s, sched.id, last)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import BadRequest, NotFound
+from controlplane.core.errors import BadRequest, Code, NotFound
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.db.session import transaction
@@ -90,7 +90,7 @@ class ProcessJobs:
     async def _recipient(self, principal: Principal, given: Any) -> str:
         if given is not None:
             if not isinstance(given, str) or "@" not in given or len(given) > 320 or "\n" in given:
-                raise BadRequest("notification-email must be an e-mail address", code="INVALID_PARAMETERS")
+                raise BadRequest("notification-email must be an e-mail address", code=Code.INVALID_PARAMETERS)
             return given.strip()
         async with self.sessions() as s:
             user = await tenant_store.get_user(s, principal.tenant_id, principal.user_id)
@@ -99,7 +99,7 @@ class ProcessJobs:
         raise BadRequest(
             "notification-type E/B needs an e-mail address: give notification-email, or use a user named by "
             "an e-mail address",
-            code="NO_EMAIL_ADDRESS",
+            code=Code.NO_EMAIL_ADDRESS,
         )
 
     async def submit(self, principal: Principal, value: str, body: bytes) -> dict[str, Any]:
@@ -111,12 +111,14 @@ class ProcessJobs:
         if ntype is not None and ntype not in NOTIFICATION_TYPES:
             raise BadRequest(
                 f"notification-type must be E (email), N (notification) or B (both), not {raw_type!r}",
-                code="INVALID_PARAMETERS",
+                code=Code.INVALID_PARAMETERS,
             )
         email_to = None
         if ntype in ("E", "B"):
             if not notifications.email_configured(self.settings):
-                raise BadRequest("e-mail is not configured on this server (CP_SMTP_HOST)", code="EMAIL_NOT_CONFIGURED")
+                raise BadRequest(
+                    "e-mail is not configured on this server (CP_SMTP_HOST)", code=Code.EMAIL_NOT_CONFIGURED
+                )
             email_to = await self._recipient(principal, email_given)
         run = await self.processes.start(principal, value, values, wait=False)
         async with transaction(self.sessions) as s:
@@ -154,11 +156,11 @@ class ProcessJobs:
         async with self.sessions() as s:
             run = await run_store.get(s, principal.tenant_id, job_id)
             if run is None:
-                raise NotFound(f"no job {job_id!r}", code="JOB_NOT_FOUND")
+                raise NotFound(f"no job {job_id!r}", code=Code.JOB_NOT_FOUND)
             try:
                 automation = await self.processes.automations.load(s, principal, run.automation_id, Permission.READ)
             except NotFound:
-                raise NotFound(f"no job {job_id!r}", code="JOB_NOT_FOUND") from None
+                raise NotFound(f"no job {job_id!r}", code=Code.JOB_NOT_FOUND) from None
             out = job_record(run, automation.name, await store.get_job(s, run.id))
             if RunStatus(run.status) in TERMINAL:
                 out.update(await self.processes.result(s, run, slug(automation.name)))

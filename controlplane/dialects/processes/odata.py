@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 
 Predicate = Callable[[Mapping[str, str]], bool]
 FUNCTIONS = ("contains", "startswith", "endswith")
@@ -61,7 +61,7 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _error(detail: str) -> BadRequest:
-    return BadRequest(f"$filter: {detail}", code="INVALID_FILTER")
+    return BadRequest(f"$filter: {detail}", code=Code.INVALID_FILTER)
 
 
 class _Parser:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.errors import ControlPlaneError
+from controlplane.core.errors import MethodNotAllowed
 from controlplane.core.schemas import ErrorBody
 from controlplane.dialects.processes.jobs import ProcessJobs
 from controlplane.dialects.processes.service import ProcessService
@@ -86,15 +86,12 @@ async def list_jobs(principal: PrincipalDep, jobs: JobsDep) -> JSONResponse:
 @router.post("/jobs", name="processes_jobs_post", include_in_schema=False)
 async def post_jobs(principal: PrincipalDep) -> JSONResponse:
     """/jobs is the jobs resource, not a process: 405."""
-    err = ControlPlaneError(
+    raise MethodNotAllowed(
         "POST /api/v1/processes/jobs is not a process run; start a process named 'jobs' as a job with "
         "POST /api/v1/processes/jobs/jobs",
-        code="METHOD_NOT_ALLOWED",
         title="Method Not Allowed",
         headers={"Allow": "GET"},
     )
-    err.status_code = 405
-    raise err
 
 
 @router.get("/jobs/{job_id}", name="processes_job")

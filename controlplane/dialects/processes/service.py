@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, NotFound
+from controlplane.core.errors import Code, Conflict, NotFound
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import AutomationPublic
 from controlplane.core.states import TERMINAL, RunContext, RunStatus
@@ -146,12 +146,12 @@ class ProcessService(Surface):
             ids = exact or [i for i, n in names if slug(n) == value.lower()]
             found = [a for i in ids if (a := await self.runs.seen(s, principal, i, permission)) is not None]
         if not found:
-            raise NotFound(f"no process {value!r}", code="PROCESS_NOT_FOUND")
+            raise NotFound(f"no process {value!r}", code=Code.PROCESS_NOT_FOUND)
         if len(found) > 1:
             raise Conflict(
                 f"process value {value!r} names {len(found)} automations ({', '.join(a.name for a in found)}); "
                 "rename one",
-                code="PROCESS_AMBIGUOUS",
+                code=Code.PROCESS_AMBIGUOUS,
             )
         return found[0]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from controlplane.core.errors import ValidationFailed
+from controlplane.core.errors import Code, ValidationFailed
 from controlplane.db.tables import Automation, AutomationRule, AutomationRuleEvaluation
 from controlplane.services.rules.triggers import RULABLE_TYPES, TRIGGERS
 
@@ -58,13 +58,13 @@ COLLECTION_FIELDS = ("id", "app_offering", "rulable_type", "name", "trigger", "p
 _markdown = MarkdownIt("commonmark", {"html": False}).disable("image")  # raw HTML is escaped, never passed
 
 
-def _problem(field: str, message: str, code: str = "INVALID_FIELD") -> dict[str, str]:
-    return {"code": code, "title": "The request is not valid", "detail": f"{field}: {message}"}
+def _problem(field: str, message: str, code: Code = Code.INVALID_FIELD) -> dict[str, str]:
+    return {"code": code.value, "title": "The request is not valid", "detail": f"{field}: {message}"}
 
 
 def fail(problems: list[dict[str, str]]) -> ValidationFailed:
     first = problems[0]
-    return ValidationFailed(first["detail"], code=first["code"], extra=problems[1:])
+    return ValidationFailed(first["detail"], code=Code(first["code"]), extra=problems[1:])
 
 
 def normal_trigger(value: str) -> str:
@@ -126,9 +126,9 @@ def check_write(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in body:
         if key in READ_ONLY:
-            problems.append(_problem(key, "is read-only", "READ_ONLY_FIELD"))
+            problems.append(_problem(key, "is read-only", Code.READ_ONLY_FIELD))
         elif key not in WRITABLE:
-            problems.append(_problem(key, f"is not a field; writable: {', '.join(WRITABLE)}", "UNKNOWN_FIELD"))
+            problems.append(_problem(key, f"is not a field; writable: {', '.join(WRITABLE)}", Code.UNKNOWN_FIELD))
     if "app_offering_id" in body and "app_offering" not in body:
         body = {**body, "app_offering": body["app_offering_id"]}
     _checked(body, [("name", _short), ("rulable_type", _short), ("trigger", _short)], out, problems)
@@ -139,7 +139,7 @@ def check_write(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     texts = [(key, _text) for key in TEXT_FIELDS]
     _checked(body, [("position", _position), *texts, ("app_offering", _app_offering)], out, problems)
     if creating:
-        problems += [_problem(key, "is required", "MISSING_FIELD") for key in REQUIRED if key not in body]
+        problems += [_problem(key, "is required", Code.MISSING_FIELD) for key in REQUIRED if key not in body]
     if problems:
         raise fail(problems)
     return out

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 from controlplane.core.schemas import ErrorBody
 from controlplane.dialects.rules.fields import ALL_FIELDS, COLLECTION_FIELDS
 from controlplane.dialects.rules.service import FILTERS, RuleService
@@ -57,7 +57,7 @@ def _chosen(fields: str | None) -> tuple[str, ...]:
     unknown = [f for f in wanted if f not in ALL_FIELDS]
     if unknown:
         raise BadRequest(
-            f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(ALL_FIELDS)}", code="INVALID_FIELDS"
+            f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(ALL_FIELDS)}", code=Code.INVALID_FIELDS
         )
     return ("id", *[f for f in wanted if f != "id"])
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import BadRequest, NotFound, ValidationFailed
+from controlplane.core.errors import BadRequest, Code, NotFound, ValidationFailed
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, AutomationRule, utcnow
@@ -68,7 +68,7 @@ class RuleService:
         row = await automation_store.get(s, principal.tenant_id, ref)
         if row is None:
             row = await automation_store.get_by_name(s, principal.tenant_id, ref)
-        missing = ValidationFailed(f"app_offering: no automation {ref!r}", code="APP_OFFERING_NOT_FOUND")
+        missing = ValidationFailed(f"app_offering: no automation {ref!r}", code=Code.APP_OFFERING_NOT_FOUND)
         if row is None:
             raise missing
         view = await self._view(s, principal)
@@ -169,7 +169,7 @@ def _compile(values: dict[str, Any]) -> None:
     try:
         compile_rule(values.get("expressions"), values.get("condition"), values.get("actions"))
     except RuleSyntaxError as exc:
-        raise ValidationFailed(str(exc), code="INVALID_RULE_TEXT", title="The rule does not compile") from None
+        raise ValidationFailed(str(exc), code=Code.INVALID_RULE_TEXT, title="The rule does not compile") from None
 
 
 def _order(sort: str | None) -> list[tuple[str, bool]]:
@@ -183,7 +183,7 @@ def _order(sort: str | None) -> list[tuple[str, bool]]:
         name = name.lstrip("+-")
         if name not in store.SORT_KEYS:
             raise BadRequest(
-                f"cannot sort on {name!r}; sort accepts: {', '.join(store.SORT_KEYS)}", code="INVALID_SORT"
+                f"cannot sort on {name!r}; sort accepts: {', '.join(store.SORT_KEYS)}", code=Code.INVALID_SORT
             )
         out.append((name, desc))
     return out
@@ -204,7 +204,7 @@ def _filter(name: str, raw: str) -> list[store.Condition]:
         return [store.Condition(name, "!=", _typed(name, raw[1:]))]
     parts = _COMPARE.findall(raw)
     if not parts or "".join(op + v for op, v in parts) != raw:
-        raise BadRequest(f"filter {name}: cannot read {raw!r}", code="INVALID_FILTER")
+        raise BadRequest(f"filter {name}: cannot read {raw!r}", code=Code.INVALID_FILTER)
     return [store.Condition(name, op or "=", _typed(name, text)) for op, text in parts]
 
 
@@ -217,4 +217,4 @@ def _typed(name: str, text: str) -> Any:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     except ValueError:
         kind = "an integer" if name in ("id", "position") else "an ISO 8601 date or time"
-        raise BadRequest(f"filter {name}: {text!r} is not {kind}", code="INVALID_FILTER") from None
+        raise BadRequest(f"filter {name}: {text!r} is not {kind}", code=Code.INVALID_FILTER) from None

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from controlplane.backends.base import SANDBOX_OUTPUTS, SANDBOX_WORK
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import (
+    Code,
     Conflict,
     ControlPlaneError,
     NotFound,
@@ -190,7 +191,7 @@ class ScriptingService(Surface):
             if ex is None or ex.automation_id != script.id:
                 raise NotFound(f"execution {execution_id} of script {script_id} does not exist")
             if ex.status not in TERMINAL:
-                raise NotFound(f"execution {execution_id} has not finished yet", code="EXECUTION_NOT_FINISHED")
+                raise NotFound(f"execution {execution_id} has not finished yet", code=Code.EXECUTION_NOT_FINISHED)
             try:
                 return await self._answer(s, ex)
             except ControlPlaneError as exc:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, NotFound
+from controlplane.core.errors import Code, Conflict, NotFound
 from controlplane.core.schemas import AutomationPublic
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Schedule, utcnow
@@ -36,7 +36,7 @@ HISTORY_BATCH = 500  # run ids per DELETE ... IN (...) statement
 
 
 def _name_taken(name: str) -> Conflict:
-    return Conflict(f"an automation named {name!r} already exists", code="NAME_TAKEN")
+    return Conflict(f"an automation named {name!r} already exists", code=Code.NAME_TAKEN)
 
 
 async def copy(service: AutomationService, principal: Principal, automation_id: str, *, name: str) -> AutomationPublic:
@@ -112,7 +112,7 @@ async def change_owner(service: AutomationService, principal: Principal, automat
         row = await service.load(s, principal, automation_id, Permission.WRITE, lock=True)
         user = await tenant_store.get_user(s, principal.tenant_id, user_id)
         if user is None:
-            raise NotFound(f"user {user_id} does not exist", code="USER_NOT_FOUND")
+            raise NotFound(f"user {user_id} does not exist", code=Code.USER_NOT_FOUND)
         if row.owner_id != user.id:
             row.owner_id = user.id
             row.updated_at = utcnow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.core.errors import ValidationFailed
+from controlplane.core.errors import Code, ValidationFailed
 from controlplane.core.schemas import AutomationBase
 from controlplane.core.settings import Settings
 from controlplane.core.states import RunMode, Runtime
@@ -29,7 +29,9 @@ def check_path(path: str) -> None:
         or len(parts) > 16
         or any(p in ("", ".", "..") for p in parts)
     ):
-        raise ValidationFailed(f"file path {path!r} must be relative, without '..' or empty parts", code="INVALID_PATH")
+        raise ValidationFailed(
+            f"file path {path!r} must be relative, without '..' or empty parts", code=Code.INVALID_PATH
+        )
 
 
 def apply(
@@ -52,7 +54,9 @@ def apply(
     if "env" in given or creating:
         clash = sorted(set(body.env) & reserved_names(settings))
         if clash:
-            raise ValidationFailed(f"env may not set the platform's variables: {', '.join(clash)}", code="RESERVED_ENV")
+            raise ValidationFailed(
+                f"env may not set the platform's variables: {', '.join(clash)}", code=Code.RESERVED_ENV
+            )
         row.env = dict(body.env)
     if "network" in given or creating:
         row.network = body.network.value
@@ -81,7 +85,7 @@ def _apply_concurrency(
             raise ValidationFailed(
                 f"maxConcurrentRuns {body.max_concurrent_runs} is above the tenant's "
                 f"maxConcurrentRunsPerAutomation of {cap}",
-                code="LIMIT_EXCEEDED",
+                code=Code.LIMIT_EXCEEDED,
             )
         row.max_concurrent_runs = body.max_concurrent_runs
     elif creating:
@@ -92,9 +96,11 @@ def _apply_code(settings: Settings, row: Automation, body: AutomationBase, given
     code_given = body.code is not None
     files_given = body.files is not None
     if code_given and files_given:
-        raise ValidationFailed("give either 'code' or 'files', not both", code="INVALID_CODE")
+        raise ValidationFailed("give either 'code' or 'files', not both", code=Code.INVALID_CODE)
     if creating and not (code_given or files_given):
-        raise ValidationFailed("an automation needs 'code' (one file) or 'files' + 'entrypoint'", code="INVALID_CODE")
+        raise ValidationFailed(
+            "an automation needs 'code' (one file) or 'files' + 'entrypoint'", code=Code.INVALID_CODE
+        )
     if code_given:
         entry = body.entrypoint or DEFAULT_ENTRY[Runtime(row.runtime)]
         files = {entry: body.code or ""}
@@ -102,9 +108,9 @@ def _apply_code(settings: Settings, row: Automation, body: AutomationBase, given
         files = dict(body.files or {})
         entry = body.entrypoint or ""
         if not files:
-            raise ValidationFailed("'files' is empty", code="INVALID_CODE")
+            raise ValidationFailed("'files' is empty", code=Code.INVALID_CODE)
         if not entry:
-            raise ValidationFailed("'files' needs an 'entrypoint' naming one of them", code="INVALID_CODE")
+            raise ValidationFailed("'files' needs an 'entrypoint' naming one of them", code=Code.INVALID_CODE)
     else:
         files = dict(row.files)
         entry = body.entrypoint if "entrypoint" in given and body.entrypoint else row.entrypoint
@@ -112,12 +118,12 @@ def _apply_code(settings: Settings, row: Automation, body: AutomationBase, given
         check_path(path)
     check_path(entry)
     if entry not in files:
-        raise ValidationFailed(f"entrypoint {entry!r} is not among the files", code="INVALID_CODE")
+        raise ValidationFailed(f"entrypoint {entry!r} is not among the files", code=Code.INVALID_CODE)
     size = sum(len(p.encode()) + len(c.encode()) for p, c in files.items())
     if size > settings.code_max_bytes:
         raise ValidationFailed(
             f"the files total {size} bytes, above the limit of {settings.code_max_bytes}",
-            code="CODE_TOO_LARGE",
+            code=Code.CODE_TOO_LARGE,
         )
     row.files = files
     row.entrypoint = entry
@@ -133,7 +139,7 @@ def schedules_of(body: AutomationBase) -> list[Schedule]:
         start = _aware(sch.start_at, sch.timezone)
         stop = _aware(sch.stop_at, sch.timezone)
         if start and stop and stop <= start:
-            raise ValidationFailed("a schedule's stopAt must be after its startAt", code="INVALID_SCHEDULE")
+            raise ValidationFailed("a schedule's stopAt must be after its startAt", code=Code.INVALID_SCHEDULE)
         nxt = schedules.next_fire(
             cron=sch.cron, interval=sch.interval, tz=sch.timezone, start_at=start, stop_at=stop, after=now
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.backends.base import Resources
-from controlplane.core.errors import ValidationFailed
+from controlplane.core.errors import Code, ValidationFailed
 from controlplane.core.settings import Settings
 
 
@@ -45,7 +45,7 @@ def check_request(
         if value is not None and value > cap:
             problems.append(f"resources.{key} {value} is above this tenant's maximum of {cap} {unit}")
     if problems:
-        raise ValidationFailed("; ".join(problems), code="LIMIT_EXCEEDED", title="The automation asks too much")
+        raise ValidationFailed("; ".join(problems), code=Code.LIMIT_EXCEEDED, title="The automation asks too much")
 
 
 def effective(settings: Settings, tenant_settings: dict[str, Any] | None, resources: dict[str, Any]) -> Resources:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from controlplane.core.errors import BadRequest, ValidationFailed
+from controlplane.core.errors import BadRequest, Code, ValidationFailed
 from controlplane.core.schemas import ParameterSpec
 
 REPORT_TYPES = ("HTML", "CSV", "XLS", "PDF")
@@ -140,7 +140,7 @@ def check_declarations(params: list[ParameterSpec]) -> list[dict[str, Any]]:
             {"name": p.name, "type": p.type, "mandatory": p.mandatory, "default": default, "description": p.description}
         )
     if problems:
-        raise ValidationFailed("; ".join(problems), code="INVALID_PARAMETER_DECLARATION")
+        raise ValidationFailed("; ".join(problems), code=Code.INVALID_PARAMETER_DECLARATION)
     return out
 
 
@@ -162,8 +162,8 @@ def _special(key: str, value: Any) -> Any:
     raise ValueError("an id (a number or a UUID)")
 
 
-def _entry(code: str, title: str, name: str, detail: str) -> dict[str, Any]:
-    return {"code": code, "title": title, "detail": detail, "parameter": name}
+def _entry(code: Code, title: str, name: str, detail: str) -> dict[str, Any]:
+    return {"code": code.value, "title": title, "detail": detail, "parameter": name}
 
 
 def validate(declared: list[dict[str, Any]], values: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
@@ -177,11 +177,13 @@ def validate(declared: list[dict[str, Any]], values: dict[str, Any], *, strict: 
             try:
                 out[key] = _special(key, value)
             except ValueError as exc:
-                problems.append(_entry("PARAMETER_INVALID", "Invalid parameter", key, f"{key} must be {exc}"))
+                problems.append(_entry(Code.PARAMETER_INVALID, "Invalid parameter", key, f"{key} must be {exc}"))
         elif key not in names:
             if strict:
                 problems.append(
-                    _entry("PARAMETER_UNKNOWN", "Unknown parameter", key, f"{key!r} is not a parameter of this process")
+                    _entry(
+                        Code.PARAMETER_UNKNOWN, "Unknown parameter", key, f"{key!r} is not a parameter of this process"
+                    )
                 )
             else:
                 out[key] = value
@@ -192,15 +194,17 @@ def validate(declared: list[dict[str, Any]], values: dict[str, Any], *, strict: 
                 out[name] = p["default"]
             elif p.get("mandatory"):
                 problems.append(
-                    _entry("PARAMETER_MISSING", "Missing parameter", name, f"{name} is mandatory ({p['type']})")
+                    _entry(Code.PARAMETER_MISSING, "Missing parameter", name, f"{name} is mandatory ({p['type']})")
                 )
             continue
         try:
             out[name] = _coerce(p["type"], value)
         except ValueError as exc:
-            problems.append(_entry("PARAMETER_TYPE", "Wrong parameter type", name, f"{name} must be {exc}"))
+            problems.append(_entry(Code.PARAMETER_TYPE, "Wrong parameter type", name, f"{name} must be {exc}"))
     if problems:
-        raise BadRequest(f"{len(problems)} problem(s) with the parameters", code="INVALID_PARAMETERS", extra=problems)
+        raise BadRequest(
+            f"{len(problems)} problem(s) with the parameters", code=Code.INVALID_PARAMETERS, extra=problems
+        )
     return out
 
 
@@ -211,9 +215,9 @@ def parse_object(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the parameters must be a JSON object", code="INVALID_PARAMETERS") from None
+        raise BadRequest("the parameters must be a JSON object", code=Code.INVALID_PARAMETERS) from None
     if not isinstance(doc, dict):
-        raise BadRequest("the parameters must be a JSON object", code="INVALID_PARAMETERS")
+        raise BadRequest("the parameters must be a JSON object", code=Code.INVALID_PARAMETERS)
     return doc
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, Forbidden, NotFound
+from controlplane.core.errors import Code, Conflict, Forbidden, NotFound
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import (
     AutomationCreate,
@@ -194,7 +194,7 @@ class AutomationService:
         try:
             async with transaction(self.sessions) as s:
                 if await store.get_by_name(s, principal.tenant_id, body.name):
-                    raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN")
+                    raise Conflict(f"an automation named {body.name!r} already exists", code=Code.NAME_TAKEN)
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
                 tenant_settings = tenant.settings if tenant else {}
                 row = Automation(
@@ -215,7 +215,7 @@ class AutomationService:
                 await store.replace_schedules(s, row, body_rules.schedules_of(body))
                 automation_id = row.id
         except IntegrityError as exc:
-            raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
+            raise Conflict(f"an automation named {body.name!r} already exists", code=Code.NAME_TAKEN) from exc
         run_hooks.publish(
             run_hooks.Event(EventKind.AUTOMATION_CREATED, principal.tenant_id, automation_id, self.sessions)
         )
@@ -227,7 +227,7 @@ class AutomationService:
                 row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
                 name = row.name if body.name is None else body.name  # seed 004: name is optional on PUT
                 if name != row.name and await store.get_by_name(s, principal.tenant_id, name):
-                    raise Conflict(f"an automation named {name!r} already exists", code="NAME_TAKEN")
+                    raise Conflict(f"an automation named {name!r} already exists", code=Code.NAME_TAKEN)
                 tenant = await tenant_store.get_tenant(s, principal.tenant_id)
                 before_spec, before_all = body_rules.spec_of(row), body_rules.snapshot(row)
                 if "space_id" in body.model_fields_set and body.space_id != row.space_id:
@@ -249,7 +249,7 @@ class AutomationService:
                 if changed:
                     row.updated_at = utcnow()
         except IntegrityError as exc:
-            raise Conflict(f"an automation named {body.name!r} already exists", code="NAME_TAKEN") from exc
+            raise Conflict(f"an automation named {body.name!r} already exists", code=Code.NAME_TAKEN) from exc
         if changed:
             run_hooks.publish(
                 run_hooks.Event(EventKind.AUTOMATION_UPDATED, principal.tenant_id, automation_id, self.sessions)
@@ -304,7 +304,7 @@ class AutomationService:
             row = await self.load(s, principal, automation_id, Permission.WRITE, lock=True)
             active = await run_store.count_active_for_automation(s, row.id, [RunStatus.QUEUED, *ACTIVE])
             if active:
-                raise Conflict(f"the automation has {active} unfinished run(s); stop them first", code="RUNS_ACTIVE")
+                raise Conflict(f"the automation has {active} unfinished run(s); stop them first", code=Code.RUNS_ACTIVE)
             await store.remove(s, row)
 
 

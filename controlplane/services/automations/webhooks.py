@@ -14,7 +14,7 @@ import json
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Principal, same_secret
-from controlplane.core.errors import BadRequest, Unauthorized
+from controlplane.core.errors import BadRequest, Code, Unauthorized
 from controlplane.core.states import Role, RunContext
 from controlplane.db.tables import Run
 from controlplane.services.events import hooks as run_hooks
@@ -29,7 +29,7 @@ _NO_MATCH = "\x00" * 64  # compared against when the automation does not exist, 
 def refused() -> Unauthorized:
     return Unauthorized(
         f"a valid {TOKEN_NAME} (header or query parameter) is required",
-        code="INVALID_EXECUTION_TOKEN",
+        code=Code.INVALID_EXECUTION_TOKEN,
         title="Missing or invalid execution token",
         headers={},
     )
@@ -65,7 +65,7 @@ async def execute(
         try:
             json.loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
+            raise BadRequest(f"the body is not valid JSON: {exc}", code=Code.INVALID_JSON) from None
         input_type = "application/json"
     elif not body:
         input_type = None

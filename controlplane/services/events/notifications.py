@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Principal
-from controlplane.core.errors import NotFound
+from controlplane.core.errors import Code, NotFound
 from controlplane.core.schemas import NotificationPublic
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
@@ -64,7 +64,7 @@ async def mark_read(sessions: async_sessionmaker[AsyncSession], principal: Princ
     async with transaction(sessions) as s:
         row = await store.get_notification(s, principal.tenant_id, principal.user_id, item_id)
         if row is None:
-            raise NotFound(f"notification {item_id} does not exist", code="NOTIFICATION_NOT_FOUND")
+            raise NotFound(f"notification {item_id} does not exist", code=Code.NOTIFICATION_NOT_FOUND)
         if row.read_at is None:
             row.read_at = utcnow()
 

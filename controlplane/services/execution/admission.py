@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core import metrics
-from controlplane.core.errors import QuotaExceeded
+from controlplane.core.errors import Code, QuotaExceeded
 from controlplane.core.settings import Settings
 from controlplane.db.tables import Automation, Run, Tenant
 from controlplane.store import queue
@@ -52,7 +52,7 @@ async def admit_sync(
         raise QuotaExceeded(
             f"{len(holders)} synchronous runs are in flight for this tenant, the limit is {limit}; "
             "retry after the time given or start the run in the background (context api_async)",
-            code="SYNC_LIMIT",
+            code=Code.SYNC_LIMIT,
             retry_after=await retry_after(s, holders, now),
         )
     cap = automation_cap(automation, tenant.settings)
@@ -61,7 +61,7 @@ async def admit_sync(
         metrics.QUOTA_REJECTIONS.labels("automation").inc()
         raise QuotaExceeded(
             f"the automation already has {busy} runs in flight, its maxConcurrentRuns is {cap}",
-            code="AUTOMATION_LIMIT",
+            code=Code.AUTOMATION_LIMIT,
             retry_after=await retry_after(s, await queue.automation_running(s, automation.id), now),
         )
 
@@ -78,7 +78,7 @@ async def admit_background(s: AsyncSession, settings: Settings, tenant: Tenant, 
     one = await retry_after(s, running, now) if running else 5
     raise QuotaExceeded(
         f"this tenant already has {queued} background runs waiting, the limit is {cap}",
-        code="QUEUE_FULL",
+        code=Code.QUEUE_FULL,
         retry_after=min(3600, one * max(1, queued - cap + 1) // max(1, len(running)) or 1),
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from controlplane.backends import protocol as p
 from controlplane.backends.base import Outcome, RunHandle
-from controlplane.core.errors import ControlPlaneError
+from controlplane.core.errors import ControlPlaneError, RunLost
 from controlplane.core.states import ErrorCode, RunStatus
 
 
@@ -22,7 +22,7 @@ def err(code: ErrorCode | str, title: str, detail: str | None = None) -> dict[st
 
 
 def lost(detail: str) -> ControlPlaneError:
-    return ControlPlaneError(detail, code=ErrorCode.RUN_LOST.value, title="The run was lost")
+    return RunLost(detail)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from controlplane.backends.base import (
     Backend,
     RunSpec,
 )
-from controlplane.core.errors import ControlPlaneError
+from controlplane.core.errors import Code, ControlPlaneError
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode, Role
 from controlplane.db.session import transaction
@@ -93,7 +93,7 @@ async def build(settings: Settings, s: AsyncSession, backend: Backend, run: Run,
     tenant = await tenant_store.get_tenant(s, run.tenant_id)
     automation = await automation_store.get(s, run.tenant_id, run.automation_id)
     if version is None or tenant is None or automation is None:
-        raise ControlPlaneError("the run's automation version no longer exists", code="AUTOMATION_GONE")
+        raise ControlPlaneError("the run's automation version no longer exists", code=Code.AUTOMATION_GONE)
     spec: dict[str, Any] = version.spec
     network = NetworkMode(spec.get("network", "none"))
     configured = await secrets.run_values(settings, s, run.tenant_id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, NotFound
+from controlplane.core.errors import Code, Conflict, NotFound
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.services.automations.service import AutomationService
@@ -67,10 +67,10 @@ class RunResponses:
             if ex is None or ex.automation_id != automation_id:
                 raise NotFound(f"run {run_id} does not exist")
             if ex.status not in TERMINAL:
-                raise Conflict(f"run {run_id} is {ex.status.value}; it has no response yet", code="RUN_NOT_FINISHED")
+                raise Conflict(f"run {run_id} is {ex.status.value}; it has no response yet", code=Code.RUN_NOT_FINISHED)
             if not delivered(ex):
                 why = f" ({ex.answer_error})" if ex.answer_error else ""
                 raise Conflict(
-                    f"run {run_id} ended {ex.status.value} without a response{why}", code="RUN_HAS_NO_RESPONSE"
+                    f"run {run_id} ended {ex.status.value} without a response{why}", code=Code.RUN_HAS_NO_RESPONSE
                 )
             return await read_answer(self.settings, s, ex)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from controlplane.core.errors import BadRequest, Code, Conflict, NotFound, PayloadTooLarge
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import RunPublic
 from controlplane.core.settings import Settings
@@ -95,7 +95,7 @@ class RunService:
             tenant = await admission.lock_tenant(s, principal.tenant_id)  # serialises this tenant's admissions
             automation = await self._automation(s, principal, automation_id, Permission.RUN)
             if automation.state == AutomationState.DISABLED.value:
-                raise Conflict("the automation is disabled; enable it to run it", code="AUTOMATION_DISABLED")
+                raise Conflict("the automation is disabled; enable it to run it", code=Code.AUTOMATION_DISABLED)
             if automation.parameters:  # typed parameters: 400 listing every problem, defaults filled in
                 input_data = parameters.validate_input(automation.parameters, input_data)
                 input_content_type = "application/json"
@@ -158,7 +158,7 @@ class RunService:
                 status = RunStatus(run.status)
                 if status in TERMINAL:
                     raise Conflict(
-                        f"the run already ended ({status.value}); there is nothing to stop", code="RUN_ENDED"
+                        f"the run already ended ({status.value}); there is nothing to stop", code=Code.RUN_ENDED
                     )
                 if status in (RunStatus.STARTING, RunStatus.RUNNING):
                     if not await store.move(s, run_id, status, RunStatus.MUST_STOP):
@@ -169,7 +169,7 @@ class RunService:
                 continue
             self.engine.request_stop(run_id)  # here when this replica runs it; otherwise its owner polls
             return
-        raise Conflict("the run changed state while being stopped; try again", code="RUN_BUSY")
+        raise Conflict("the run changed state while being stopped; try again", code=Code.RUN_BUSY)
 
     async def retry(self, principal: Principal, automation_id: str, run_id: str) -> Run:
         """Seed 004's retry: a new run of the same automation version with the same args and input,
@@ -295,7 +295,7 @@ class RunService:
     async def read_log(self, principal: Principal, automation_id: str, run_id: str, stream: str) -> bytes:
         principal.require(Permission.READ)
         if stream not in STREAMS:
-            raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
+            raise BadRequest("stream must be stdout or stderr", code=Code.INVALID_STREAM)
         async with self.sessions() as s:
             await self._load(s, principal, automation_id, run_id, Permission.READ)
             data, _ = await store.read_log(s, run_id, stream)
@@ -307,7 +307,7 @@ class RunService:
         """Check access now (so errors are proper responses), then stream chunks until the run is final."""
         principal.require(Permission.READ)
         if stream not in STREAMS:
-            raise BadRequest("stream must be stdout or stderr", code="INVALID_STREAM")
+            raise BadRequest("stream must be stdout or stderr", code=Code.INVALID_STREAM)
         async with self.sessions() as s:
             await self._load(s, principal, automation_id, run_id, Permission.READ)
         return views.follow(self.sessions, run_id, stream)

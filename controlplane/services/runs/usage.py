@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import BadRequest
+from controlplane.core.errors import BadRequest, Code
 from controlplane.core.filters import And, Cond, Node, Or, parse_filter
 from controlplane.db.session import transaction
 from controlplane.store import usage as store
@@ -45,7 +45,7 @@ class UsagePage:
 
 
 def _bad(detail: str) -> BadRequest:
-    return BadRequest(detail, code="INVALID_FILTER")
+    return BadRequest(detail, code=Code.INVALID_FILTER)
 
 
 def _metric(value: Any) -> str:
@@ -79,7 +79,7 @@ def parse_usage_filter(text: str | None) -> UsageFilter:
     if text is None or not text.strip():
         raise BadRequest(
             'filter is required, e.g. name eq "runs" and date ge "2025-08-01" and date le "2025-08-31"',
-            code="FILTER_REQUIRED",
+            code=Code.FILTER_REQUIRED,
         )
     node = parse_filter(text, FILTER_ATTRS)
     assert node is not None
@@ -122,9 +122,9 @@ def decode_offset(cursor: str | None) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         offset = json.loads(raw)["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise BadRequest("page is not a cursor this API handed out", code="INVALID_CURSOR") from None
+        raise BadRequest("page is not a cursor this API handed out", code=Code.INVALID_CURSOR) from None
     if not isinstance(offset, int) or offset < 0:
-        raise BadRequest("page is not a cursor this API handed out", code="INVALID_CURSOR")
+        raise BadRequest("page is not a cursor this API handed out", code=Code.INVALID_CURSOR)
     return offset
 
 
@@ -141,7 +141,7 @@ async def query_usage(
     principal.require(Permission.ADMIN)
     wanted = parse_usage_filter(filter_text)
     if breakdown_by is not None and breakdown_by not in BREAKDOWNS:
-        raise BadRequest(f"breakdownBy must be one of {', '.join(sorted(BREAKDOWNS))}", code="INVALID_BREAKDOWN")
+        raise BadRequest(f"breakdownBy must be one of {', '.join(sorted(BREAKDOWNS))}", code=Code.INVALID_BREAKDOWN)
     if wanted.date_from and wanted.date_to and wanted.date_from > wanted.date_to:
         return UsagePage([], None, None)
     offset = decode_offset(cursor)

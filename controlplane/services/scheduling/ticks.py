@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from controlplane.core.errors import ValidationFailed
+from controlplane.core.errors import Code, ValidationFailed
 
 
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Europe") or an overlong name
-        raise ValidationFailed(f"unknown time zone {name!r}", code="INVALID_SCHEDULE") from None
+        raise ValidationFailed(f"unknown time zone {name!r}", code=Code.INVALID_SCHEDULE) from None
 
 
 # croniter's "R" picks a new random value on every evaluation, so the next fire time would change each time
@@ -31,12 +31,12 @@ def check_cron(expr: str) -> None:
     if len(expr.split()) != 5 or _RANDOM.search(expr) or not croniter.is_valid(expr):
         raise ValidationFailed(
             f"{expr!r} is not a 5-field cron expression (minute hour day-of-month month day-of-week)",
-            code="INVALID_SCHEDULE",
+            code=Code.INVALID_SCHEDULE,
         )
     try:
         croniter(expr, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:  # valid fields that never match together, e.g. "0 0 31 2 *"
-        raise ValidationFailed(f"{expr!r} never fires", code="INVALID_SCHEDULE") from None
+        raise ValidationFailed(f"{expr!r} never fires", code=Code.INVALID_SCHEDULE) from None
 
 
 def next_fire(

@@ -29,7 +29,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
-from controlplane.core.errors import Conflict, ControlPlaneError, NotFound, ValidationFailed
+from controlplane.core.errors import (
+    Code,
+    Conflict,
+    NotFound,
+    SecretsKeyInvalid,
+    SecretUnreadable,
+    ValidationFailed,
+)
 from controlplane.core.schemas import SecretPublic, VariablePublic
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
@@ -47,16 +54,6 @@ PER_TENANT_MAX = 256  # variables and secrets together
 # seed 000: JETQUERY_DSN "if not provided, it is generated automatically": from these, when DSN_SERVER is set
 DSN_PARTS = (("SERVER", "DSN_SERVER"), ("DATABASE", "DSN_DATABASE"), ("UID", "DSN_UID"), ("PWD", "DSN_PWD"))
 CONFIGURABLE_RESERVED = {"DSN"}  # the one platform variable a tenant may set itself
-
-
-class SecretsKeyInvalid(ControlPlaneError):
-    code = "SECRETS_KEY_INVALID"
-    title = "The secrets key setting is not valid"
-
-
-class SecretUnreadable(ControlPlaneError):
-    code = "SECRET_UNREADABLE"
-    title = "A secret cannot be decrypted with the configured keys"
 
 
 def key_id(key: bytes) -> str:
@@ -130,23 +127,23 @@ def check_name(settings: Settings, name: str) -> str:
     prefix = settings.sandbox_env_prefix
     if prefix and name.upper().startswith(prefix.upper()):
         raise ValidationFailed(
-            f"give the name without the {prefix} prefix: runs see {name!r} as {prefix}<name>", code="INVALID_NAME"
+            f"give the name without the {prefix} prefix: runs see {name!r} as {prefix}<name>", code=Code.INVALID_NAME
         )
     if not NAME.fullmatch(name):
         raise ValidationFailed(
-            "a name is 1-64 characters of A-Z, 0-9 and _, starting with a letter", code="INVALID_NAME"
+            "a name is 1-64 characters of A-Z, 0-9 and _, starting with a letter", code=Code.INVALID_NAME
         )
     if name in RESERVED and name not in CONFIGURABLE_RESERVED:
-        raise ValidationFailed(f"{prefix}{name} is set by the platform for every run", code="RESERVED_NAME")
+        raise ValidationFailed(f"{prefix}{name} is set by the platform for every run", code=Code.RESERVED_NAME)
     return name
 
 
 def _check_value(value: str, *, secret: bool) -> None:
     limit = SECRET_MAX if secret else VARIABLE_MAX
     if len(value) > limit:
-        raise ValidationFailed(f"the value is longer than {limit} characters", code="VALUE_TOO_LONG")
+        raise ValidationFailed(f"the value is longer than {limit} characters", code=Code.VALUE_TOO_LONG)
     if "\x00" in value:
-        raise ValidationFailed("an environment variable cannot hold a NUL character", code="INVALID_VALUE")
+        raise ValidationFailed("an environment variable cannot hold a NUL character", code=Code.INVALID_VALUE)
 
 
 def variable_public(row: TenantVariable) -> VariablePublic:
@@ -242,7 +239,7 @@ class SecretService:
                 return await self._put(principal, name, value, secret=secret)
             except IntegrityError:
                 if attempt == 2:
-                    raise Conflict(f"{name!r} is being written concurrently; try again", code="BUSY") from None
+                    raise Conflict(f"{name!r} is being written concurrently; try again", code=Code.BUSY) from None
         raise AssertionError("unreachable")
 
     async def _put(
@@ -256,12 +253,14 @@ class SecretService:
             created = row is None
             if row is None:
                 if await store.count(s, principal.tenant_id) >= PER_TENANT_MAX:
-                    raise Conflict(f"a tenant may have at most {PER_TENANT_MAX} variables and secrets", code="TOO_MANY")
+                    raise Conflict(
+                        f"a tenant may have at most {PER_TENANT_MAX} variables and secrets", code=Code.TOO_MANY
+                    )
                 row = TenantVariable(tenant_id=principal.tenant_id, name=name, is_secret=secret, version=0)
                 row.created_at = now
             elif row.is_secret != secret:
                 other = "a secret" if row.is_secret else "a variable"
-                raise Conflict(f"{name!r} is {other}; delete it first to make it a {kind}", code="NAME_TAKEN")
+                raise Conflict(f"{name!r} is {other}; delete it first to make it a {kind}", code=Code.NAME_TAKEN)
             # an atomic increment: SQLite has no row lock for the read above, so two writers may both have
             # read the same version; the UPDATE's own ``version + 1`` counts each write once
             row.version = 1 if created else TenantVariable.version + 1

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import GRANTS, Permission, Principal
-from controlplane.core.errors import Conflict, Forbidden, NotFound
+from controlplane.core.errors import Code, Conflict, Forbidden, NotFound
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas import SpaceCreate, SpaceMemberPublic, SpacePublic, SpaceRole, SpaceUpdate
 from controlplane.core.states import Role
@@ -42,7 +42,7 @@ def automation_missing(automation_id: str) -> NotFound:
 
 
 def space_missing(space_id: str) -> NotFound:
-    return NotFound(f"space {space_id} does not exist", code="SPACE_NOT_FOUND")
+    return NotFound(f"space {space_id} does not exist", code=Code.SPACE_NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -231,10 +231,10 @@ class SpaceService:
             row = await store.get_for_update(s, principal.tenant_id, space_id)
             assert row is not None
             if row.is_default:
-                raise Conflict("the default space cannot be deleted", code="DEFAULT_SPACE")
+                raise Conflict("the default space cannot be deleted", code=Code.DEFAULT_SPACE)
             count = await store.count_automations(s, row.id)
             if count:
-                raise Conflict(f"{count} automation(s) live in this space; move them first", code="SPACE_NOT_EMPTY")
+                raise Conflict(f"{count} automation(s) live in this space; move them first", code=Code.SPACE_NOT_EMPTY)
             await store.remove(s, row)
 
     # --- members -------------------------------------------------------------------------------------
@@ -258,10 +258,10 @@ class SpaceService:
         async with transaction(self.sessions) as s:
             space, _ = await self._visible(s, principal, space_id)
             if space.is_default:
-                raise Conflict("every user of the tenant belongs to the default space", code="DEFAULT_SPACE")
+                raise Conflict("every user of the tenant belongs to the default space", code=Code.DEFAULT_SPACE)
             user = await tenant_store.get_user(s, principal.tenant_id, user_id)
             if user is None:
-                raise NotFound(f"user {user_id} does not exist", code="USER_NOT_FOUND")
+                raise NotFound(f"user {user_id} does not exist", code=Code.USER_NOT_FOUND)
             created = await store.member(s, space.id, user.id) is None
             row = await store.put_member(s, space.id, user.id, role)
             return SpaceMemberPublic(
@@ -274,9 +274,9 @@ class SpaceService:
             space, _ = await self._visible(s, principal, space_id)
             row = await store.member(s, space.id, user_id)
             if row is None:
-                raise NotFound(f"user {user_id} is not a member of space {space_id}", code="MEMBER_NOT_FOUND")
+                raise NotFound(f"user {user_id} is not a member of space {space_id}", code=Code.MEMBER_NOT_FOUND)
             await store.remove(s, row)
 
 
 def _name_taken(name: str) -> Conflict:
-    return Conflict(f"a space named {name!r} already exists", code="NAME_TAKEN")
+    return Conflict(f"a space named {name!r} already exists", code=Code.NAME_TAKEN)

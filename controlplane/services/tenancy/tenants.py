@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal, hash_token
-from controlplane.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from controlplane.core.errors import Code, Forbidden, NotFound, Unauthorized, ValidationFailed
 from controlplane.core.settings import Settings
 from controlplane.core.states import Role
 from controlplane.db.session import transaction
@@ -150,7 +150,7 @@ async def configure_tenant(
     if unknown:
         problems.append(f"unknown limits: {', '.join(unknown)}")
     if problems:
-        raise ValidationFailed("; ".join(problems), code="LIMIT_EXCEEDED")
+        raise ValidationFailed("; ".join(problems), code=Code.LIMIT_EXCEEDED)
     async with transaction(sessions) as s:
         row = await store.get_tenant_by_name(s, tenant)
         if row is None:
