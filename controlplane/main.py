@@ -96,7 +96,7 @@ def _declare_extra_schemas(app: FastAPI) -> None:
     """Bodies a route parses itself (JSON or raw, e.g. POST .../runs) still get their schema in OpenAPI."""
     from fastapi.openapi.utils import get_openapi
 
-    from controlplane.core.schemas import RunCreate
+    from controlplane.core.schemas.runs import RunCreate
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

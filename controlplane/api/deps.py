@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from controlplane.core.auth import Principal
-from controlplane.core.schemas import Href, Links
+from controlplane.core.schemas.wire import Href, Links
 from controlplane.services.platform import Platform
 from controlplane.services.runs import usage
 from controlplane.services.tenancy import tenants as tenancy

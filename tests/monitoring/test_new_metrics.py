@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from controlplane.core.metrics import REGISTRY
-from controlplane.core.schemas import AutomationCreate
+from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import RunContext
 from controlplane.db.tables import Run, utcnow
 from controlplane.services.platform import Platform

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from controlplane.core.auth import Principal
 from controlplane.core.errors import QuotaExceeded
-from controlplane.core.schemas import AutomationCreate
+from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import Role, RunContext, RunStatus
 from controlplane.db.tables import Run, utcnow
 from controlplane.services.platform import Platform

@@ -14,7 +14,7 @@ from tests.conftest import PlatformFactory
 
 
 async def _automation(platform: Platform, behaviour: dict[str, object]) -> str:
-    from controlplane.core.schemas import AutomationCreate
+    from controlplane.core.schemas.automations import AutomationCreate
 
     admin = await platform.bootstrap_principal()
     body = AutomationCreate(name="a", files={"main.py": "", "fake.json": json.dumps(behaviour)}, entrypoint="main.py")

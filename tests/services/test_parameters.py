@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 
 from controlplane.core.errors import BadRequest, ValidationFailed
-from controlplane.core.schemas import ParameterSpec
+from controlplane.core.schemas.automations import ParameterCreate
 from controlplane.services.automations import parameters
 
 DECLARED = parameters.check_declarations(
     [
-        ParameterSpec(name="AD_Language", type="string", mandatory=True),
-        ParameterSpec(name="Count", type="integer", default=5),
-        ParameterSpec(name="Ratio", type="number"),
-        ParameterSpec(name="IsOnlyCentralizedData", type="boolean", default=False),
-        ParameterSpec(name="DateFrom", type="date"),
-        ParameterSpec(name="At", type="datetime"),
-        ParameterSpec(name="Ids", type="list"),
+        ParameterCreate(name="AD_Language", type="string", mandatory=True),
+        ParameterCreate(name="Count", type="integer", default=5),
+        ParameterCreate(name="Ratio", type="number"),
+        ParameterCreate(name="IsOnlyCentralizedData", type="boolean", default=False),
+        ParameterCreate(name="DateFrom", type="date"),
+        ParameterCreate(name="At", type="datetime"),
+        ParameterCreate(name="Ids", type="list"),
     ]
 )
 
@@ -91,9 +91,9 @@ def test_declarations_are_checked() -> None:
     with pytest.raises(ValidationFailed) as info:
         parameters.check_declarations(
             [
-                ParameterSpec(name="a", type="integer", default="x"),
-                ParameterSpec(name="A", type="string"),
-                ParameterSpec(name="d", type="date", default="tomorrow"),
+                ParameterCreate(name="a", type="integer", default="x"),
+                ParameterCreate(name="A", type="string"),
+                ParameterCreate(name="d", type="date", default="tomorrow"),
             ]
         )
     detail = info.value.detail or ""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from controlplane.core.schemas import AutomationCreate
+from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import RunContext, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Artifact, Automation, Run, RunLog, Tenant, Token, UsageDaily, new_id, utcnow

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from controlplane.core import metrics
 from controlplane.core.errors import QuotaExceeded
-from controlplane.core.schemas import AutomationCreate, ScheduleIn
+from controlplane.core.schemas.automations import AutomationCreate, ScheduleCreate
 from controlplane.core.states import TERMINAL, AutomationState, RunContext, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule
@@ -49,7 +49,7 @@ async def make_automation(platform: Platform, *schedules: dict[str, Any], name: 
         name=name,
         files={"main.py": "", "fake.json": "{}"},
         entrypoint="main.py",
-        schedules=[ScheduleIn(**s) for s in schedules],
+        schedules=[ScheduleCreate(**s) for s in schedules],
     )
     created = await platform.automations.create(admin, body)
     return created.id, [s.id for s in created.schedules]

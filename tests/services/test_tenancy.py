@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.core.errors import NotFound, ValidationFailed
-from controlplane.core.schemas import AutomationCreate
+from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import RunContext
 from controlplane.services.platform import Platform
 from controlplane.services.tenancy import tenants as tenancy

@@ -9,19 +9,19 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import (
-    AutomationCopy,
+from controlplane.core.schemas.automations import (
+    AutomationCopyCreate,
     AutomationCreate,
+    AutomationOwnerUpdate,
     AutomationPublic,
-    AutomationSettings,
+    AutomationSettingsPublic,
+    AutomationSettingsUpdate,
+    AutomationSpaceUpdate,
     AutomationUpdate,
-    ErrorBody,
     ExecutionTokenPublic,
-    OwnerChange,
-    Page,
-    SpaceChange,
-    WebhookRun,
+    WebhookRunPublic,
 )
+from controlplane.core.schemas.wire import ErrorBody, Page
 from controlplane.core.states import AutomationState, RunStatus
 from controlplane.services.automations import actions as automation_actions
 from controlplane.services.automations import webhooks
@@ -35,17 +35,19 @@ FILTER_HELP = (
 Limit = Annotated[int, Query(ge=1, le=100, description="The number of automations to retrieve.")]
 
 
-@router.get("/settings", response_model=AutomationSettings)
-async def get_settings(platform: PlatformDep, principal: PrincipalDep) -> AutomationSettings:
+@router.get("/settings", response_model=AutomationSettingsPublic)
+async def get_settings(platform: PlatformDep, principal: PrincipalDep) -> AutomationSettingsPublic:
     """The tenant's automation settings (admin)."""
-    return AutomationSettings.model_validate(await platform.automations.get_settings(principal))
+    return AutomationSettingsPublic.model_validate(await platform.automations.get_settings(principal))
 
 
-@router.put("/settings", response_model=AutomationSettings)
-async def put_settings(body: AutomationSettings, platform: PlatformDep, principal: PrincipalDep) -> AutomationSettings:
+@router.put("/settings", response_model=AutomationSettingsPublic)
+async def put_settings(
+    body: AutomationSettingsUpdate, platform: PlatformDep, principal: PrincipalDep
+) -> AutomationSettingsPublic:
     """Change the tenant's automation settings (admin)."""
     done = await platform.automations.put_settings(principal, body.max_concurrent_runs_per_automation)
-    return AutomationSettings.model_validate(done)
+    return AutomationSettingsPublic.model_validate(done)
 
 
 @router.get("", response_model=Page[AutomationPublic], response_model_exclude_none=True)
@@ -105,7 +107,7 @@ async def delete_automation(id: str, platform: PlatformDep, principal: Principal
 
 @router.post("/{id}/actions/copy", status_code=201, response_model=AutomationPublic, response_model_exclude_none=True)
 async def copy_automation(
-    id: str, body: AutomationCopy, platform: PlatformDep, principal: PrincipalDep
+    id: str, body: AutomationCopyCreate, platform: PlatformDep, principal: PrincipalDep
 ) -> AutomationPublic:
     """Duplicate the automation (same code, settings and schedules) under a new name, owned by the caller,
     in the same space, with a new id and executionToken."""
@@ -113,7 +115,9 @@ async def copy_automation(
 
 
 @router.post("/{id}/actions/change-owner", status_code=204, response_class=Response)
-async def change_owner(id: str, body: OwnerChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+async def change_owner(
+    id: str, body: AutomationOwnerUpdate, platform: PlatformDep, principal: PrincipalDep
+) -> Response:
     """Give the automation to another user of the tenant (tenant admins). As seed 004 says, this removes the
     automation's history and change log: its ended runs and the versions no unfinished run uses."""
     await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
@@ -121,14 +125,18 @@ async def change_owner(id: str, body: OwnerChange, platform: PlatformDep, princi
 
 
 @router.post("/{id}/actions/move", status_code=204, response_class=Response)
-async def move_automation(id: str, body: OwnerChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+async def move_automation(
+    id: str, body: AutomationOwnerUpdate, platform: PlatformDep, principal: PrincipalDep
+) -> Response:
     """Seed 004's older name for change-owner: the same action."""
     await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
     return Response(status_code=204)
 
 
 @router.post("/{id}/actions/change-space", status_code=204, response_class=Response)
-async def change_space(id: str, body: SpaceChange, platform: PlatformDep, principal: PrincipalDep) -> Response:
+async def change_space(
+    id: str, body: AutomationSpaceUpdate, platform: PlatformDep, principal: PrincipalDep
+) -> Response:
     """Move the automation into another space the caller may write in."""
     await automation_actions.change_space(platform.automations, principal, id, space_id=body.space_id)
     return Response(status_code=204)
@@ -144,7 +152,7 @@ async def rotate_execution_token(id: str, platform: PlatformDep, principal: Prin
 @router.post(
     "/{id}/actions/execute",
     status_code=201,
-    response_model=WebhookRun,
+    response_model=WebhookRunPublic,
     openapi_extra={
         "requestBody": {
             "description": "Any content: it becomes the run's input (JSON bodies must be valid JSON).",
@@ -173,7 +181,7 @@ async def execute_automation(
         body=await request.body(),
         content_type=request.headers.get("content-type"),
     )
-    doc = WebhookRun(
+    doc = WebhookRunPublic(
         id=run.id,
         automation_id=run.automation_id,
         status=RunStatus(run.status),

@@ -8,23 +8,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.schemas import ErrorBody, NotificationList
+from controlplane.core.schemas.tenancy import NotificationListPublic
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.services.events import notifications
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 429)}
 router = APIRouter(tags=["notifications"], responses=ERRORS)
 
 
-@router.get("", response_model=NotificationList)
+@router.get("", response_model=NotificationListPublic)
 async def list_notifications(
     principal: PrincipalDep,
     platform: PlatformDep,
     unread: Annotated[bool, Query(description="Only those not marked read.")] = False,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 100,
-) -> NotificationList:
+) -> NotificationListPublic:
     """The caller's notifications, newest first."""
     items = await notifications.list_for(platform.sessions, principal, unread_only=unread, limit=limit)
-    return NotificationList(data=items)
+    return NotificationListPublic(data=items)
 
 
 @router.post("/actions/read-all", status_code=204, response_class=Response)

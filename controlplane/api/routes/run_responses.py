@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.schemas import ErrorBody
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.services.runs.responses import RunResponses
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409)}

@@ -12,16 +12,15 @@ from pydantic import ValidationError
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
 from controlplane.core.errors import BadRequest, Code, ValidationFailed
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import (
+from controlplane.core.schemas.runs import (
     ArtifactPublic,
-    ErrorBody,
-    ExportLink,
-    Page,
+    ExportLinkPublic,
     RunCreate,
-    RunDebugRecord,
+    RunDebugPublic,
     RunPublic,
     parse_context,
 )
+from controlplane.core.schemas.wire import ErrorBody, Page
 from controlplane.services.runs.exports import DEBUG, EXPORT
 from controlplane.services.runs.service import encode_input
 
@@ -190,14 +189,14 @@ def _link_prefix(request: Request, platform: PlatformDep, automation_id: str) ->
     return (platform.settings.public_url or base_url(request)).rstrip("/") + _mount(request, automation_id)
 
 
-@router.post("/{id}/runs/{runId}/actions/export", response_model=ExportLink)
+@router.post("/{id}/runs/{runId}/actions/export", response_model=ExportLinkPublic)
 async def export_run(
     id: str, runId: str, request: Request, platform: PlatformDep, principal: PrincipalDep
-) -> ExportLink:
+) -> ExportLinkPublic:
     """A signed URL, valid CP_EXPORT_URL_TTL_SECONDS and usable without a bearer token, from which the run's
     details (run.json), logs (stdout.log, stderr.log) and artifacts (artifacts/...) download as one zip."""
     url = await platform.exports.link(principal, EXPORT, id, runId, prefix=_link_prefix(request, platform, id))
-    return ExportLink(url=url)
+    return ExportLinkPublic(url=url)
 
 
 def _wants_json(accept: str) -> bool:
@@ -252,9 +251,9 @@ async def download_export(
     )
 
 
-@signed_router.get("/{id}/runs/{runId}/debug/log", response_model=RunDebugRecord)
+@signed_router.get("/{id}/runs/{runId}/debug/log", response_model=RunDebugPublic)
 async def debug_record(
     id: str, runId: str, request: Request, platform: PlatformDep, expires: Expires = None, signature: Signature = None
-) -> RunDebugRecord:
+) -> RunDebugPublic:
     platform.exports.verify(DEBUG, id, runId, expires, signature)
     return await platform.exports.record(id, runId, base_url=base_url(request))

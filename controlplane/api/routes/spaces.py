@@ -9,16 +9,8 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, page_links
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import (
-    ErrorBody,
-    Links,
-    Page,
-    SpaceCreate,
-    SpaceMemberPublic,
-    SpaceMemberPut,
-    SpacePublic,
-    SpaceUpdate,
-)
+from controlplane.core.schemas.spaces import SpaceCreate, SpaceMemberPublic, SpaceMemberUpdate, SpacePublic, SpaceUpdate
+from controlplane.core.schemas.wire import ErrorBody, Links, Page
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 500, 503)}
 router = APIRouter(tags=["spaces"], responses=ERRORS)  # type: ignore[arg-type]
@@ -79,7 +71,7 @@ async def list_members(spaceId: str, platform: PlatformDep, principal: Principal
     responses={201: {"model": SpaceMemberPublic, "description": "The user was added to the space."}},
 )
 async def put_member(
-    spaceId: str, userId: str, body: SpaceMemberPut, platform: PlatformDep, principal: PrincipalDep
+    spaceId: str, userId: str, body: SpaceMemberUpdate, platform: PlatformDep, principal: PrincipalDep
 ) -> Response:
     """Add a user of the tenant to the space (201) or change their role (200): viewer, operator or editor."""
     member, created = await platform.automations.spaces.put_member(principal, spaceId, userId, body.role)

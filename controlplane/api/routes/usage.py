@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.schemas import ErrorBody, Href, Links, UsagePublic
+from controlplane.core.schemas.usage import UsagePublic
+from controlplane.core.schemas.wire import ErrorBody, Href, Links
 from controlplane.services.runs import usage
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 429, 500, 503)}

@@ -11,15 +11,15 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
-from controlplane.core.schemas import (
-    ErrorBody,
-    ReEncrypted,
-    SecretList,
+from controlplane.core.schemas.tenancy import (
+    ReEncryptionPublic,
+    SecretListPublic,
     SecretPublic,
-    VariableList,
+    VariableListPublic,
     VariablePublic,
-    VariablePut,
+    VariableUpdate,
 )
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.services.tenancy import secrets
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
@@ -38,10 +38,10 @@ def _written(public: VariablePublic | SecretPublic, created: bool) -> JSONRespon
 # --- variables ----------------------------------------------------------------------------------------
 
 
-@variables_router.get("", response_model=VariableList)
-async def list_variables(platform: PlatformDep, principal: PrincipalDep) -> VariableList:
+@variables_router.get("", response_model=VariableListPublic)
+async def list_variables(platform: PlatformDep, principal: PrincipalDep) -> VariableListPublic:
     items = await _service(platform).list(principal, secret=False)
-    return VariableList(data=[i for i in items if isinstance(i, VariablePublic)])
+    return VariableListPublic(data=[i for i in items if isinstance(i, VariablePublic)])
 
 
 @variables_router.get("/{name}", response_model=VariablePublic)
@@ -52,7 +52,7 @@ async def get_variable(name: str, platform: PlatformDep, principal: PrincipalDep
 @variables_router.put(
     "/{name}", response_model=VariablePublic, responses={201: {"model": VariablePublic, "description": "created"}}
 )
-async def put_variable(name: str, body: VariablePut, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
+async def put_variable(name: str, body: VariableUpdate, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
     public, created = await _service(platform).put(principal, name, body.value, secret=False)
     return _written(public, created)
 
@@ -66,18 +66,18 @@ async def delete_variable(name: str, platform: PlatformDep, principal: Principal
 # --- secrets ------------------------------------------------------------------------------------------
 
 
-@secrets_router.get("", response_model=SecretList)
-async def list_secrets(platform: PlatformDep, principal: PrincipalDep) -> SecretList:
+@secrets_router.get("", response_model=SecretListPublic)
+async def list_secrets(platform: PlatformDep, principal: PrincipalDep) -> SecretListPublic:
     items = await _service(platform).list(principal, secret=True)
-    return SecretList(data=[i for i in items if isinstance(i, SecretPublic)])
+    return SecretListPublic(data=[i for i in items if isinstance(i, SecretPublic)])
 
 
-@secrets_router.post("/actions/re-encrypt", response_model=ReEncrypted)
-async def re_encrypt(platform: PlatformDep, principal: PrincipalDep) -> ReEncrypted:
+@secrets_router.post("/actions/re-encrypt", response_model=ReEncryptionPublic)
+async def re_encrypt(platform: PlatformDep, principal: PrincipalDep) -> ReEncryptionPublic:
     """Store this tenant's secrets under the first key of CP_SECRETS_KEYS (after a key rotation)."""
     service = _service(platform)
     count = await service.re_encrypt(principal)
-    return ReEncrypted(re_encrypted=count, key_id=secrets.keyring(platform.settings).current_id)
+    return ReEncryptionPublic(re_encrypted=count, key_id=secrets.keyring(platform.settings).current_id)
 
 
 @secrets_router.get("/{name}", response_model=SecretPublic)
@@ -88,7 +88,7 @@ async def get_secret(name: str, platform: PlatformDep, principal: PrincipalDep) 
 @secrets_router.put(
     "/{name}", response_model=SecretPublic, responses={201: {"model": SecretPublic, "description": "created"}}
 )
-async def put_secret(name: str, body: VariablePut, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
+async def put_secret(name: str, body: VariableUpdate, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
     public, created = await _service(platform).put(principal, name, body.value, secret=True)
     return _written(public, created)
 

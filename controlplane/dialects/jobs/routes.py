@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from controlplane.api.deps import PlatformDep, get_principal
 from controlplane.core.auth import Principal
 from controlplane.core.errors import BadRequest, Code
-from controlplane.core.schemas import ErrorBody
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.dialects.jobs.service import Job, JobService, parse_args
 
 PREFIX = "/api/core/automations"

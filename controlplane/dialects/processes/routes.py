@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.errors import MethodNotAllowed
-from controlplane.core.schemas import ErrorBody
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.dialects.processes.jobs import ProcessJobs
 from controlplane.dialects.processes.service import ProcessService
 from controlplane.services.platform import Platform

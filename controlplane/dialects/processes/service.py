@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Code, Conflict, NotFound
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import AutomationPublic
+from controlplane.core.schemas.automations import AutomationPublic
 from controlplane.core.states import TERMINAL, RunContext, RunStatus
 from controlplane.db.tables import Automation, Run
 from controlplane.dialects.processes import odata

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.errors import BadRequest, Code
-from controlplane.core.schemas import ErrorBody
+from controlplane.core.schemas.wire import ErrorBody
 from controlplane.dialects.rules.fields import ALL_FIELDS, COLLECTION_FIELDS
 from controlplane.dialects.rules.service import FILTERS, RuleService
 

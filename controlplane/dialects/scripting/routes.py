@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url
-from controlplane.core.schemas import ErrorBody, ScriptLogPage
+from controlplane.core.schemas.wire import ErrorBody
+from controlplane.dialects.scripting.schemas import ScriptLogPagePublic
 from controlplane.dialects.scripting.service import ScriptingService, ScriptRequest
 from controlplane.services.runs.responses import Answer
 
@@ -106,14 +107,14 @@ for _method in METHODS:  # one route per method: each gets its own OpenAPI opera
     )
 
 
-@router.get("/log/script/{scriptId}", response_model=ScriptLogPage)
+@router.get("/log/script/{scriptId}", response_model=ScriptLogPagePublic)
 async def script_logs(
     scriptId: str,
     principal: PrincipalDep,
     scripting: ScriptingDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries per page.")] = 100,
     offset: Annotated[int, Query(ge=0, description="Entries to skip (newest first).")] = 0,
-) -> ScriptLogPage:
+) -> ScriptLogPagePublic:
     """The finished executions of the script's latest version, newest first; ``moreElements`` says whether
     another page follows (``offset`` + ``limit``)."""
     return await scripting.logs(principal, scriptId, limit=limit, offset=offset)

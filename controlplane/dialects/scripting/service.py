@@ -33,10 +33,10 @@ from controlplane.core.errors import (
     ScriptNotStarted,
     ScriptTimedOut,
 )
-from controlplane.core.schemas import ScriptLogEntry, ScriptLogPage
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, ErrorCode, RunContext
 from controlplane.db.tables import Automation
+from controlplane.dialects.scripting.schemas import ScriptLogEntryPublic, ScriptLogPagePublic
 from controlplane.services.runs.responses import COMPLETED, Answer, delivered, read_answer
 from controlplane.services.runs.surface import Surface
 from controlplane.services.tenancy.spaces import automation_missing
@@ -164,7 +164,7 @@ class ScriptingService(Surface):
             raise ScriptNotScheduled(exc.detail, extra=exc.entries(), headers=exc.headers) from exc
         return script.id, run.id
 
-    async def logs(self, principal: Principal, script_id: str, *, limit: int, offset: int) -> ScriptLogPage:
+    async def logs(self, principal: Principal, script_id: str, *, limit: int, offset: int) -> ScriptLogPagePublic:
         """Finished executions of the script's latest version, newest first."""
         script = await self.script(principal, script_id, Permission.RUN)
         async with self.sessions() as s:
@@ -172,7 +172,7 @@ class ScriptingService(Surface):
                 s, principal.tenant_id, script.id, script.version, limit=limit, offset=offset
             )
         entries = [
-            ScriptLogEntry(
+            ScriptLogEntryPublic(
                 execution_id=ex.run_id,
                 script_id=script.id,
                 execution_date=execution_date(ex),
@@ -180,7 +180,7 @@ class ScriptingService(Surface):
             )
             for ex in items
         ]
-        return ScriptLogPage(filtered_logs=entries, more_elements=more)
+        return ScriptLogPagePublic(filtered_logs=entries, more_elements=more)
 
     async def execution(self, principal: Principal, script_id: str, execution_id: str) -> Answer:
         """What the execution answered: the script's answer, or for one that did not deliver, the error

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Code, Conflict, NotFound
-from controlplane.core.schemas import AutomationPublic
+from controlplane.core.schemas.automations import AutomationPublic
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Schedule, utcnow
 from controlplane.services.automations.body import spec_of

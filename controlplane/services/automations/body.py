@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.core.errors import Code, ValidationFailed
-from controlplane.core.schemas import AutomationBase
+from controlplane.core.schemas.automations import AutomationBase
 from controlplane.core.settings import Settings
 from controlplane.core.states import RunMode, Runtime
 from controlplane.db.tables import Automation, Schedule, utcnow

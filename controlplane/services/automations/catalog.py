@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from controlplane.core.auth import Principal
 from controlplane.core.errors import ControlPlaneError
-from controlplane.core.schemas import AutomationCreate, AutomationUpdate
+from controlplane.core.schemas.automations import AutomationCreate, AutomationUpdate
 from controlplane.services.automations.body import spec_of
 from controlplane.services.automations.service import AutomationService
 from controlplane.store import automations as store

@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from controlplane.core.errors import BadRequest, Code, ValidationFailed
-from controlplane.core.schemas import ParameterSpec
+from controlplane.core.schemas.automations import ParameterCreate
 
 REPORT_TYPES = ("HTML", "CSV", "XLS", "PDF")
 SPECIAL_ENV = {
@@ -120,7 +120,7 @@ def _coerce(kind: str, value: Any) -> Any:
     return coerce(value)
 
 
-def check_declarations(params: list[ParameterSpec]) -> list[dict[str, Any]]:
+def check_declarations(params: list[ParameterCreate]) -> list[dict[str, Any]]:
     """The declarations as stored; 422 listing every bad one (duplicate names, defaults of the wrong type)."""
     problems: list[str] = []
     seen: set[str] = set()

@@ -16,17 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import Code, Conflict, Forbidden, NotFound
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import (
+from controlplane.core.schemas.automations import (
     AutomationCreate,
     AutomationPublic,
     AutomationUpdate,
-    NetworkMetrics,
-    ParameterSpec,
+    ParameterPublic,
     ResourcesPublic,
-    RunMetrics,
-    RunSummary,
+    RunSummaryPublic,
     SchedulePublic,
 )
+from controlplane.core.schemas.runs import NetworkMetricsPublic, RunMetricsPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import ACTIVE, AutomationState, RunMode, RunStatus, Runtime
 from controlplane.db.session import transaction
@@ -60,20 +59,20 @@ def _seconds(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
-def run_metrics(run: Run) -> RunMetrics:
+def run_metrics(run: Run) -> RunMetricsPublic:
     """Seed 004's run metrics from what the engine measured (container counters) and counted (API calls)."""
     m = run.metrics or {}
     net = m.get("network", {})
-    return RunMetrics(
-        network=NetworkMetrics(rx_bytes=int(net.get("rxBytes", 0)), tx_bytes=int(net.get("txBytes", 0))),
+    return RunMetricsPublic(
+        network=NetworkMetricsPublic(rx_bytes=int(net.get("rxBytes", 0)), tx_bytes=int(net.get("txBytes", 0))),
         total_api_calls=run.api_calls or 0,  # requests made with the run's own token
         cpu_seconds=float(m.get("cpuSeconds", 0.0)),
         memory_peak_bytes=int(m.get("memoryPeakBytes", 0)),
     )
 
 
-def run_summary(run: Run) -> RunSummary:
-    return RunSummary(
+def run_summary(run: Run) -> RunSummaryPublic:
+    return RunSummaryPublic(
         id=run.id,
         status=RunStatus(run.status),
         context=run.context,
@@ -182,7 +181,7 @@ class AutomationService:
                     resources=ResourcesPublic(cpus=eff.cpus, memory_mb=eff.memory_mb, pids=eff.pids),
                     network=row.network,
                     version=row.version,
-                    parameters=[ParameterSpec.model_validate(p) for p in row.parameters or []],
+                    parameters=[ParameterPublic.model_validate(p) for p in row.parameters or []],
                 )
             )
         return out

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Principal
 from controlplane.core.errors import Code, NotFound
-from controlplane.core.schemas import NotificationPublic
+from controlplane.core.schemas.tenancy import NotificationPublic
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
 from controlplane.db.tables import Notification, utcnow

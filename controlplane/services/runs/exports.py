@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import LinkExpired, LinkInvalid, NotFound
-from controlplane.core.schemas import RunDebugRecord, RunPhases, TimelineEntry
+from controlplane.core.schemas.runs import RunDebugPublic, RunPhasesPublic, TimelineEntryPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.db.tables import Run, utcnow
@@ -161,7 +161,7 @@ class ExportService:
             raise NotFound(f"run {run_id} does not exist")
         return run
 
-    async def record(self, automation_id: str, run_id: str, *, base_url: str, inline: bool = True) -> RunDebugRecord:
+    async def record(self, automation_id: str, run_id: str, *, base_url: str, inline: bool = True) -> RunDebugPublic:
         """The run as GET …/runs/{runId} shows it, its automation and its timeline (signed link checked).
         ``inline=False`` leaves stdout/stderr out of it (an export carries them as files)."""
         async with self.sessions() as s:
@@ -171,7 +171,7 @@ class ExportService:
             about: dict[str, Any] = {"id": automation_id, "version": run.automation_version}
             about.update(await store.automation_summary(s, automation_id) or {})
         entries = timeline(run, events)
-        return RunDebugRecord(run=public, automation=about, timeline=entries, phases=phases(run, entries))
+        return RunDebugPublic(run=public, automation=about, timeline=entries, phases=phases(run, entries))
 
     # --- the archive --------------------------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class ExportService:
         record = await self.record(automation_id, run_id, base_url=base_url, inline=False)
         return self._zip(record)
 
-    async def _zip(self, record: RunDebugRecord) -> AsyncIterator[bytes]:
+    async def _zip(self, record: RunDebugPublic) -> AsyncIterator[bytes]:
         run_id = record.run.id
         sink = _Sink()
         zf = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
@@ -273,12 +273,12 @@ async def _entry(
         yield out
 
 
-def timeline(run: Run, events: list[tuple[str, datetime, str | None]]) -> list[TimelineEntry]:
+def timeline(run: Run, events: list[tuple[str, datetime, str | None]]) -> list[TimelineEntryPublic]:
     """created and queued (the row is committed queued), then one entry per recorded status change; the
     run's own start and stop times fill in for changes recorded before events were (and are preferred)."""
     out = [
-        TimelineEntry(event="created", status=RunStatus.QUEUED, at=run.created_at),
-        TimelineEntry(event="queued", status=RunStatus.QUEUED, at=run.created_at),
+        TimelineEntryPublic(event="created", status=RunStatus.QUEUED, at=run.created_at),
+        TimelineEntryPublic(event="queued", status=RunStatus.QUEUED, at=run.created_at),
     ]
     for raw, at, replica in events:
         status = RunStatus(raw)
@@ -287,16 +287,16 @@ def timeline(run: Run, events: list[tuple[str, datetime, str | None]]) -> list[T
             at = run.start_time
         if event == "ended" and run.stop_time is not None:
             at = run.stop_time
-        out.append(TimelineEntry(event=event, status=status, at=at, replica=replica))
+        out.append(TimelineEntryPublic(event=event, status=status, at=at, replica=replica))
     seen = {e.event for e in out}
     if "started" not in seen and run.start_time is not None:
-        out.append(TimelineEntry(event="started", status=RunStatus.RUNNING, at=run.start_time))
+        out.append(TimelineEntryPublic(event="started", status=RunStatus.RUNNING, at=run.start_time))
     if "ended" not in seen and run.stop_time is not None and RunStatus(run.status) in TERMINAL:
-        out.append(TimelineEntry(event="ended", status=RunStatus(run.status), at=run.stop_time))
+        out.append(TimelineEntryPublic(event="ended", status=RunStatus(run.status), at=run.stop_time))
     return sorted(out, key=lambda e: e.at)  # stable: created before queued
 
 
-def phases(run: Run, entries: list[TimelineEntry]) -> RunPhases:
+def phases(run: Run, entries: list[TimelineEntryPublic]) -> RunPhasesPublic:
     def first(event: str) -> datetime | None:
         return next((e.at for e in entries if e.event == event), None)
 
@@ -304,7 +304,7 @@ def phases(run: Run, entries: list[TimelineEntry]) -> RunPhases:
         return round((b - a).total_seconds(), 3) if a is not None and b is not None else None
 
     claimed, started, ended = first("claimed"), run.start_time, run.stop_time
-    return RunPhases(
+    return RunPhasesPublic(
         queued_seconds=span(run.created_at, claimed or started or ended),
         starting_seconds=span(claimed, started),
         running_seconds=span(started, ended),

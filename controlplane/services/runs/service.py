@@ -21,7 +21,7 @@ from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, Code, Conflict, NotFound, PayloadTooLarge
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import RunPublic
+from controlplane.core.schemas.runs import RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, Role, RunContext, RunStatus
 from controlplane.db.session import transaction

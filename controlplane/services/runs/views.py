@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlplane.core.schemas import ArtifactPublic, RunPublic
+from controlplane.core.schemas.runs import ArtifactPublic, RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.db.tables import Run

@@ -37,7 +37,7 @@ from controlplane.core.errors import (
     SecretUnreadable,
     ValidationFailed,
 )
-from controlplane.core.schemas import SecretPublic, VariablePublic
+from controlplane.core.schemas.tenancy import SecretPublic, VariablePublic
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
 from controlplane.db.tables import TenantVariable, utcnow

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlplane.core.auth import GRANTS, Permission, Principal
 from controlplane.core.errors import Code, Conflict, Forbidden, NotFound
 from controlplane.core.filters import ListQuery
-from controlplane.core.schemas import SpaceCreate, SpaceMemberPublic, SpacePublic, SpaceRole, SpaceUpdate
+from controlplane.core.schemas.spaces import SpaceCreate, SpaceMemberPublic, SpacePublic, SpaceRole, SpaceUpdate
 from controlplane.core.states import Role
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Space, utcnow
