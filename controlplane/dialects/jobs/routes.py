@@ -34,9 +34,11 @@ from controlplane.api.deps import PlatformDep, get_principal
 from controlplane.core.auth import Principal
 from controlplane.core.errors import BadRequest, Code
 from controlplane.core.schemas.wire import ErrorBody
-from controlplane.dialects.jobs.service import Job, JobService, parse_args
+from controlplane.dialects.jobs.schemas import BrowsedAutomationPublic, DataPublic, JobPublic
+from controlplane.dialects.jobs.service import PREFIX, JobService, parse_args, status_url
+from controlplane.dialects.schemas import seed_json
 
-PREFIX = "/api/core/automations"
+__all__ = ["PREFIX", "router"]  # what main.py mounts, and where
 METHODS = ["GET", "POST"]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
@@ -67,30 +69,15 @@ async def host_principal(request: Request, platform: PlatformDep, jobs: JobsDep)
 CorePrincipal = Annotated[Principal, Depends(host_principal)]
 
 
-def status_url(jobid: str) -> str:
-    return f"{PREFIX}/status/{jobid}"
-
-
-def data(payload: Any) -> JSONResponse:
-    return JSONResponse({"data": payload})
-
-
-def job_body(job: Job) -> dict[str, Any]:
-    return {
-        "jobid": job.jobid,
-        "jobstatus": status_url(job.jobid),
-        "jobstate": job.jobstate,
-        "exitCode": job.exit_code,
-        "stdout": job.stdout,
-        "stderr": job.stderr,
-        **job.extra,
-    }
+def data(payload: JobPublic | list[BrowsedAutomationPublic]) -> JSONResponse:
+    return JSONResponse({"data": seed_json(payload)})
 
 
 async def _schedule(jobs: JobService, principal: Principal, name: str, cron: str, timezone: str) -> JSONResponse:
+    """The schedule's answer: its status without the latest run's exit code and output."""
     sched = await jobs.schedule(principal, name, cron=" ".join(cron.split()), timezone=timezone)
     job = await jobs.status(principal, sched.id)
-    return data({"jobid": sched.id, "jobstatus": status_url(sched.id), "jobstate": job.jobstate, **job.extra})
+    return data(JobPublic(**job.model_dump(exclude={"exit_code", "stdout", "stderr"}, exclude_unset=True)))
 
 
 async def _input(request: Request) -> tuple[bytes, str | None]:
@@ -122,8 +109,8 @@ async def _start(
     body, ctype = await _input(request)
     run = await jobs.start(principal, name, args=argv, input_data=body, content_type=ctype, wait=wait)
     if wait:
-        return data(job_body(await jobs.status(principal, run.id)))
-    return data({"jobid": run.id, "jobstatus": status_url(run.id), "jobstate": "Pending"})
+        return data(await jobs.status(principal, run.id))
+    return data(JobPublic(jobid=run.id, jobstatus=status_url(run.id), jobstate="Pending"))
 
 
 def _starter(name: str, wait: bool, doc: str) -> Callable[..., Awaitable[JSONResponse]]:
@@ -168,7 +155,7 @@ async def schedule(
 
 async def status(jobid: str, principal: CorePrincipal, jobs: JobsDep) -> JSONResponse:
     """The state, exit code and output of a job (a run, or a schedule's latest run)."""
-    return data(job_body(await jobs.status(principal, jobid)))
+    return data(await jobs.status(principal, jobid))
 
 
 async def browse(principal: CorePrincipal, jobs: JobsDep) -> JSONResponse:
@@ -177,13 +164,17 @@ async def browse(principal: CorePrincipal, jobs: JobsDep) -> JSONResponse:
 
 
 for _method in METHODS:  # one route per method, so each has its own OpenAPI operation id
-    for _path, _endpoint in (
-        ("/job/{name}", job),
-        ("/exec/{name}", exec_),
-        ("/schedule/{name}", schedule),
-        ("/status/{jobid}", status),
-        ("/browse", browse),
+    for _path, _endpoint, _answer in (
+        ("/job/{name}", job, DataPublic[JobPublic]),
+        ("/exec/{name}", exec_, DataPublic[JobPublic]),
+        ("/schedule/{name}", schedule, DataPublic[JobPublic]),
+        ("/status/{jobid}", status, DataPublic[JobPublic]),
+        ("/browse", browse, DataPublic[list[BrowsedAutomationPublic]]),
     ):
         router.add_api_route(
-            _path, _endpoint, methods=[_method], name=f"core_{_endpoint.__name__.rstrip('_')}_{_method.lower()}"
+            _path,
+            _endpoint,
+            methods=[_method],
+            name=f"core_{_endpoint.__name__.rstrip('_')}_{_method.lower()}",
+            response_model=_answer,
         )

@@ -19,7 +19,6 @@ arguments apply.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,14 +29,16 @@ from controlplane.core.filters import ListQuery
 from controlplane.core.states import RunContext, RunMode, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, Run, Schedule, utcnow
+from controlplane.dialects.jobs.schemas import BrowsedAutomationPublic, BrowsedSchedulePublic, JobPublic, JobState
 from controlplane.services.runs.surface import Surface
 from controlplane.services.scheduling import ticks as schedules
 from controlplane.store import jobs as store
 from controlplane.store import runs as run_store
 from controlplane.store import tenants as tenant_store
 
+PREFIX = "/api/core/automations"
 MAX_ARGS = 256
-JOB_STATE = {
+JOB_STATE: dict[RunStatus, JobState] = {
     RunStatus.QUEUED: "Pending",
     RunStatus.STARTING: "Pending",
     RunStatus.RUNNING: "Running",
@@ -79,16 +80,9 @@ def request_host(header: str | None) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-@dataclass
-class Job:
-    """One job as seed 000's status shows it."""
-
-    jobid: str
-    jobstate: str
-    exit_code: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+def status_url(jobid: str) -> str:
+    """Relative URL of a job's status (the dialect is mounted at PREFIX)."""
+    return f"{PREFIX}/status/{jobid}"
 
 
 class JobService(Surface):
@@ -155,7 +149,7 @@ class JobService(Surface):
             automation.updated_at = now
             return row
 
-    async def status(self, principal: Principal, jobid: str) -> Job:
+    async def status(self, principal: Principal, jobid: str) -> JobPublic:
         principal.require(Permission.READ)
         async with self.sessions() as s:
             run = await run_store.get(s, principal.tenant_id, jobid)
@@ -168,55 +162,61 @@ class JobService(Surface):
             automation = await self.automations.load(s, principal, sched.automation_id, Permission.READ)
             last = await store.latest_run_of_schedule(s, sched.id)
             job = await self._job(s, sched.id, last)
-            job.extra = {
-                "automation": automation.name,
-                "cron": sched.cron,
-                "timezone": sched.timezone,
-                "nextRunAt": _iso(sched.next_run_at),
-                "lastRunAt": _iso(sched.last_started_at),
-                "lastJobid": last.id if last is not None else None,
-            }
-            return job
+            return JobPublic(
+                **job.model_dump(include={"jobid", "jobstatus", "jobstate", "exit_code", "stdout", "stderr"}),
+                automation=automation.name,
+                cron=sched.cron,
+                timezone=sched.timezone,
+                next_run_at=_iso(sched.next_run_at),
+                last_run_at=_iso(sched.last_started_at),
+                last_jobid=last.id if last is not None else None,
+            )
 
-    async def _job(self, s: AsyncSession, jobid: str, run: Run | None) -> Job:
+    async def _job(self, s: AsyncSession, jobid: str, run: Run | None) -> JobPublic:
         if run is None:
-            return Job(jobid=jobid, jobstate="Pending")
+            return JobPublic(
+                jobid=jobid, jobstatus=status_url(jobid), jobstate="Pending", exit_code="", stdout="", stderr=""
+            )
         out, _ = await run_store.read_log(s, run.id, "stdout")
         err, _ = await run_store.read_log(s, run.id, "stderr")
-        return Job(
+        return JobPublic(
             jobid=jobid,
+            jobstatus=status_url(jobid),
             jobstate=JOB_STATE[RunStatus(run.status)],
             exit_code="" if run.exit_code is None else str(run.exit_code),
             stdout=out.decode("utf-8", errors="replace"),
             stderr=err.decode("utf-8", errors="replace"),
-            extra={"status": run.status, "error": run.errors or []},
+            status=run.status,
+            error=run.errors or [],
         )
 
-    async def browse(self, principal: Principal) -> list[dict[str, Any]]:
+    async def browse(self, principal: Principal) -> list[BrowsedAutomationPublic]:
         """Every automation of the tenant (seed 000: role sys_administrator, i.e. admin)."""
         principal.require(Permission.ADMIN)
-        out: list[dict[str, Any]] = []
+        out: list[BrowsedAutomationPublic] = []
         cursor: str | None = None
         while True:
             query = ListQuery(sort="+name", limit=100, cursor=cursor)
             items, page = await self.automations.search(principal, query, list_all=True)
             for a in items:
                 out.append(
-                    {
-                        "name": a.name,
-                        "id": a.id,
-                        "description": a.description,
-                        "state": a.state.value,
-                        "runMode": a.run_mode.value,
-                        "lastJobid": a.last_run.id if a.last_run is not None else None,
-                        "lastJobstate": JOB_STATE[a.last_run.status] if a.last_run is not None else None,
-                        "lastRunAt": _iso(a.last_run_at),
-                        "schedules": [
-                            {"jobid": x.id, "cron": x.cron, "timezone": x.timezone, "nextRunAt": _iso(x.next_run_at)}
+                    BrowsedAutomationPublic(
+                        name=a.name,
+                        id=a.id,
+                        description=a.description,
+                        state=a.state.value,
+                        run_mode=a.run_mode.value,
+                        last_jobid=a.last_run.id if a.last_run is not None else None,
+                        last_jobstate=JOB_STATE[a.last_run.status] if a.last_run is not None else None,
+                        last_run_at=_iso(a.last_run_at),
+                        schedules=[
+                            BrowsedSchedulePublic(
+                                jobid=x.id, cron=x.cron, timezone=x.timezone, next_run_at=_iso(x.next_run_at)
+                            )
                             for x in a.schedules
                             if x.cron is not None
                         ],
-                    }
+                    )
                 )
             if page.next is None:
                 return out

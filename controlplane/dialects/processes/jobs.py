@@ -26,7 +26,9 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, RunStatus
 from controlplane.db.session import transaction
 from controlplane.db.tables import ProcessJob, Run, utcnow
+from controlplane.dialects.processes.schemas import ProcessJobPublic
 from controlplane.dialects.processes.service import OK, ProcessService, body_object, iso, slug
+from controlplane.dialects.schemas import seed_json
 from controlplane.services.events import hooks as run_hooks
 from controlplane.services.events import notifications
 from controlplane.store import automations as automation_store
@@ -39,7 +41,7 @@ UNFINISHED = (RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING, RunStatus
 MAX_JOBS = 1000
 
 
-def job_record(run: Run, name: str, job: ProcessJob | None) -> dict[str, Any]:
+def job_record(run: Run, name: str, job: ProcessJob | None) -> ProcessJobPublic:
     """A run as an AD_PInstance PO JSON record."""
     status = RunStatus(run.status)
     out: dict[str, Any] = {
@@ -63,7 +65,7 @@ def job_record(run: Run, name: str, job: ProcessJob | None) -> dict[str, Any]:
     if job is not None:
         out["NotificationType"] = job.notification_type
         out["notification"] = {"notifiedAt": iso(job.notified_at), "email": job.email_status}
-    return out
+    return ProcessJobPublic.model_validate(out)
 
 
 class ProcessJobs:
@@ -102,7 +104,7 @@ class ProcessJobs:
             code=Code.NO_EMAIL_ADDRESS,
         )
 
-    async def submit(self, principal: Principal, value: str, body: bytes) -> dict[str, Any]:
+    async def submit(self, principal: Principal, value: str, body: bytes) -> ProcessJobPublic:
         """POST /processes/jobs/{value}: queue the process as a background job; its scheduling information."""
         values = body_object(body)
         raw_type = values.pop("notification-type", None)
@@ -139,7 +141,7 @@ class ProcessJobs:
             row = await run_store.get(s, principal.tenant_id, run.id)
             return job_record(row or run, name, await store.get_job(s, run.id))
 
-    async def running(self, principal: Principal) -> list[dict[str, Any]]:
+    async def running(self, principal: Principal) -> list[ProcessJobPublic]:
         """The running (and queued) background jobs of the automations the caller sees, oldest first."""
         names = {a.id: a.name for a in await self.processes.visible(principal)}
         async with self.sessions() as s:
@@ -150,7 +152,7 @@ class ProcessJobs:
                 if r.automation_id in names
             ]
 
-    async def get(self, principal: Principal, job_id: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, job_id: str) -> ProcessJobPublic:
         """One job: its record, and once it ended the process answer (summary, logs, report, export)."""
         principal.require(Permission.READ)
         async with self.sessions() as s:
@@ -162,9 +164,10 @@ class ProcessJobs:
             except NotFound:
                 raise NotFound(f"no job {job_id!r}", code=Code.JOB_NOT_FOUND) from None
             out = job_record(run, automation.name, await store.get_job(s, run.id))
-            if RunStatus(run.status) in TERMINAL:
-                out.update(await self.processes.result(s, run, slug(automation.name)))
-            return out
+            if RunStatus(run.status) not in TERMINAL:
+                return out
+            result = await self.processes.result(s, run, slug(automation.name))
+            return ProcessJobPublic.model_validate({**seed_json(out), **seed_json(result)})
 
     # --- the end of a job ---------------------------------------------------------------------------
 
@@ -180,16 +183,16 @@ class ProcessJobs:
             if not await store.claim_notification(s, run_id, utcnow()):
                 return
             result = await self.processes.result(s, run, job.process)
-            verb = "failed" if result["isError"] else "completed"
+            verb = "failed" if result.is_error else "completed"
             title = f"Process {job.process} {verb} ({run.status})"
             text = notifications.describe(
                 {
                     "Process": job.process,
                     "Job (AD_PInstance_ID)": run.id,
                     "Status": run.status,
-                    "Summary": result["summary"],
-                    "Report": result.get("reportFileName", "-"),
-                    "Export": result.get("exportFileName", "-"),
+                    "Summary": result.summary,
+                    "Report": result.report_file_name or "-",
+                    "Export": result.export_file_name or "-",
                 }
             )
             if job.notification_type in ("N", "B"):
@@ -206,9 +209,12 @@ class ProcessJobs:
         if email_to is None:
             return
         files = [
-            (result[f"{k}FileName"], base64.b64decode(result[f"{k}File"]))
-            for k in ("report", "export")
-            if f"{k}File" in result
+            (name, base64.b64decode(data))
+            for name, data in (
+                (result.report_file_name, result.report_file),
+                (result.export_file_name, result.export_file),
+            )
+            if name is not None and data is not None
         ]
         status = await notifications.send_email(self.settings, to=email_to, subject=title, text=text, attachments=files)
         async with transaction(self.sessions) as s:

@@ -28,7 +28,15 @@ from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.errors import MethodNotAllowed
 from controlplane.core.schemas.wire import ErrorBody
 from controlplane.dialects.processes.jobs import ProcessJobs
+from controlplane.dialects.processes.schemas import (
+    ProcessJobListPublic,
+    ProcessJobPublic,
+    ProcessListPublic,
+    ProcessPublic,
+    ProcessResultPublic,
+)
 from controlplane.dialects.processes.service import ProcessService
+from controlplane.dialects.schemas import seed_json
 from controlplane.services.platform import Platform
 
 PREFIX = "/api/v1/processes"
@@ -71,16 +79,16 @@ FilterQuery = Annotated[
 ]
 
 
-@router.get("", name="processes_list")
+@router.get("", name="processes_list", response_model=ProcessListPublic)
 async def list_processes(principal: PrincipalDep, processes: ProcessesDep, filter_: FilterQuery = None) -> JSONResponse:
     """The processes (automations) the caller sees."""
-    return JSONResponse({"processes": await processes.search(principal, filter_)})
+    return JSONResponse({"processes": seed_json(await processes.search(principal, filter_))})
 
 
-@router.get("/jobs", name="processes_jobs")
+@router.get("/jobs", name="processes_jobs", response_model=ProcessJobListPublic)
 async def list_jobs(principal: PrincipalDep, jobs: JobsDep) -> JSONResponse:
     """The background jobs still queued or running."""
-    return JSONResponse({"jobs": await jobs.running(principal)})
+    return JSONResponse({"jobs": seed_json(await jobs.running(principal))})
 
 
 @router.post("/jobs", name="processes_jobs_post", include_in_schema=False)
@@ -94,28 +102,30 @@ async def post_jobs(principal: PrincipalDep) -> JSONResponse:
     )
 
 
-@router.get("/jobs/{job_id}", name="processes_job")
+@router.get("/jobs/{job_id}", name="processes_job", response_model=ProcessJobPublic)
 async def get_job(job_id: str, principal: PrincipalDep, jobs: JobsDep) -> JSONResponse:
     """One job (an AD_PInstance record; with the process answer once it ended)."""
-    return JSONResponse(await jobs.get(principal, job_id))
+    return JSONResponse(seed_json(await jobs.get(principal, job_id)))
 
 
-@router.post("/jobs/{process_value}", name="processes_run_job", openapi_extra=PARAMS_BODY)
+@router.post(
+    "/jobs/{process_value}", name="processes_run_job", openapi_extra=PARAMS_BODY, response_model=ProcessJobPublic
+)
 async def run_job(process_value: str, request: Request, principal: PrincipalDep, jobs: JobsDep) -> JSONResponse:
     """Run the process in the background as a job: its scheduling information."""
     record = await jobs.submit(principal, process_value, await request.body())
-    return JSONResponse(record, headers={"Location": record["jobStatus"]})
+    return JSONResponse(seed_json(record), headers={"Location": record.job_status})
 
 
-@router.get("/{process_value}", name="processes_get")
+@router.get("/{process_value}", name="processes_get", response_model=ProcessPublic)
 async def get_process(process_value: str, principal: PrincipalDep, processes: ProcessesDep) -> JSONResponse:
     """One process with its parameters."""
-    return JSONResponse(await processes.get(principal, process_value))
+    return JSONResponse(seed_json(await processes.get(principal, process_value)))
 
 
-@router.post("/{process_value}", name="processes_run", openapi_extra=PARAMS_BODY)
+@router.post("/{process_value}", name="processes_run", openapi_extra=PARAMS_BODY, response_model=ProcessResultPublic)
 async def run_process(
     process_value: str, request: Request, principal: PrincipalDep, processes: ProcessesDep
 ) -> JSONResponse:
     """Run the process and wait for it: AD_PInstance_ID, process, summary, isError, nodeId, logs, report, export."""
-    return JSONResponse(await processes.run(principal, process_value, await request.body()))
+    return JSONResponse(seed_json(await processes.run(principal, process_value, await request.body())))

@@ -34,6 +34,7 @@ from controlplane.core.schemas.automations import AutomationPublic
 from controlplane.core.states import TERMINAL, RunContext, RunStatus
 from controlplane.db.tables import Automation, Run
 from controlplane.dialects.processes import odata
+from controlplane.dialects.processes.schemas import ProcessPublic, ProcessResultPublic
 from controlplane.services.automations import parameters
 from controlplane.services.runs.surface import Surface
 from controlplane.store import processes as store
@@ -67,7 +68,7 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def process_record(a: AutomationPublic, *, with_parameters: bool) -> dict[str, Any]:
+def process_record(a: AutomationPublic, *, with_parameters: bool) -> ProcessPublic:
     """An automation as an AD_Process PO JSON record."""
     out: dict[str, Any] = {
         "id": a.id,
@@ -97,7 +98,7 @@ def process_record(a: AutomationPublic, *, with_parameters: bool) -> dict[str, A
             }
             for i, p in enumerate(a.parameters)
         ]
-    return out
+    return ProcessPublic.model_validate(out)
 
 
 def body_object(body: bytes) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class ProcessService(Surface):
                 return out
             cursor = page.next.encode()
 
-    async def search(self, principal: Principal, filter_text: str | None) -> list[dict[str, Any]]:
+    async def search(self, principal: Principal, filter_text: str | None) -> list[ProcessPublic]:
         predicate = odata.parse(filter_text, FILTER_FIELDS)
         out = []
         for a in await self.visible(principal):
@@ -155,7 +156,7 @@ class ProcessService(Surface):
             )
         return found[0]
 
-    async def get(self, principal: Principal, value: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, value: str) -> ProcessPublic:
         automation = await self.find(principal, value, Permission.READ)
         return process_record(await self.automations.get(principal, automation.id), with_parameters=True)
 
@@ -172,7 +173,7 @@ class ProcessService(Surface):
             title=f"process {slug(automation.name)}",
         )
 
-    async def run(self, principal: Principal, value: str, body: bytes) -> dict[str, Any]:
+    async def run(self, principal: Principal, value: str, body: bytes) -> ProcessResultPublic:
         """POST /processes/{value}: run and wait, then the seed's answer."""
         values = body_object(body)
         values.pop("notification-type", None)  # a job's option; a synchronous caller is its own notification
@@ -181,7 +182,7 @@ class ProcessService(Surface):
             automation = await self.automations.load(s, principal, run.automation_id, Permission.READ)
             return await self.result(s, run, slug(automation.name))
 
-    async def result(self, s: AsyncSession, run: Run, process: str) -> dict[str, Any]:
+    async def result(self, s: AsyncSession, run: Run, process: str) -> ProcessResultPublic:
         """The seed's run answer for a (finished) run."""
         status = RunStatus(run.status)
         is_error = status not in OK
@@ -217,4 +218,4 @@ class ProcessService(Surface):
             body[f"{key}File"] = base64.b64encode(data).decode("ascii")
             body[f"{key}FileName"] = chosen[len(prefix) :]
             body[f"{key}FileLength"] = len(data)
-        return body
+        return ProcessResultPublic.model_validate(body)

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 
 from controlplane.core.errors import Code, ValidationFailed
 from controlplane.db.tables import Automation, AutomationRule, AutomationRuleEvaluation
+from controlplane.dialects.rules.schemas import RuleEvaluationPublic, RulePublic
 from controlplane.services.rules.triggers import RULABLE_TYPES, TRIGGERS
 
 TEXT_MAX_BYTES = 64 * 1024
@@ -163,39 +164,43 @@ def actions_html(text: str | None) -> str | None:
     return f"<pre><code>{html.escape(text)}</code></pre>" if text else None
 
 
-def public(rule: AutomationRule, automation: Automation) -> dict[str, Any]:
-    return {
-        "id": rule.id,
-        "app_offering": {"reference": automation.name, "id": automation.id},
-        "rulable_type": rule.rulable_type,
-        "name": rule.name,
-        "trigger": rule.trigger,
-        "position": rule.position,
-        "description": rule.description,
-        "description_html": description_html(rule.description),
-        "expressions": rule.expressions,
-        "condition": rule.condition,
-        "actions": rule.actions,
-        "actions_html": actions_html(rule.actions),
-        "created_at": _when(rule.created_at),
-        "updated_at": _when(rule.updated_at),
-        "last_fired_at": _when(rule.last_fired_at),
-        "last_error": rule.last_error,
-        "last_error_at": _when(rule.last_error_at),
-    }
+def public(rule: AutomationRule, automation: Automation) -> RulePublic:
+    return RulePublic.model_validate(
+        {
+            "id": rule.id,
+            "app_offering": {"reference": automation.name, "id": automation.id},
+            "rulable_type": rule.rulable_type,
+            "name": rule.name,
+            "trigger": rule.trigger,
+            "position": rule.position,
+            "description": rule.description,
+            "description_html": description_html(rule.description),
+            "expressions": rule.expressions,
+            "condition": rule.condition,
+            "actions": rule.actions,
+            "actions_html": actions_html(rule.actions),
+            "created_at": _when(rule.created_at),
+            "updated_at": _when(rule.updated_at),
+            "last_fired_at": _when(rule.last_fired_at),
+            "last_error": rule.last_error,
+            "last_error_at": _when(rule.last_error_at),
+        }
+    )
 
 
-def evaluation_public(row: AutomationRuleEvaluation) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "rule_id": row.rule_id,
-        "event": row.event,
-        "run_id": row.run_id,
-        "automation_id": row.automation_id,
-        "outcome": row.outcome,
-        "error": row.error,
-        "depth": row.depth,
-        "actions": row.actions,
-        "notifications": row.notifications,
-        "created_at": _when(row.created_at),
-    }
+def evaluation_public(row: AutomationRuleEvaluation) -> RuleEvaluationPublic:
+    return RuleEvaluationPublic.model_validate(
+        {
+            "id": row.id,
+            "rule_id": row.rule_id,
+            "event": row.event,
+            "run_id": row.run_id,
+            "automation_id": row.automation_id,
+            "outcome": row.outcome,
+            "error": row.error,
+            "depth": row.depth,
+            "actions": row.actions,
+            "notifications": row.notifications,
+            "created_at": _when(row.created_at),
+        }
+    )

@@ -31,7 +31,9 @@ from controlplane.api.deps import PlatformDep, PrincipalDep
 from controlplane.core.errors import BadRequest, Code
 from controlplane.core.schemas.wire import ErrorBody
 from controlplane.dialects.rules.fields import ALL_FIELDS, COLLECTION_FIELDS
+from controlplane.dialects.rules.schemas import RuleEvaluationPublic, RulePublic
 from controlplane.dialects.rules.service import FILTERS, RuleService
+from controlplane.dialects.schemas import seed_json
 
 PREFIXES = ("/app_offering_automation_rules", "/v1/app_offering_automation_rules")
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 422, 429, 503)}
@@ -62,7 +64,7 @@ def _chosen(fields: str | None) -> tuple[str, ...]:
     return ("id", *[f for f in wanted if f != "id"])
 
 
-def _paged(request: Request, items: list[dict[str, Any]], total: int, page: int, per_page: int) -> JSONResponse:
+def _paged(request: Request, items: list[Any], total: int, page: int, per_page: int) -> JSONResponse:
     pages = max(1, math.ceil(total / per_page))
 
     def link(number: int, rel: str) -> str:
@@ -98,22 +100,22 @@ async def list_rules(
     chosen = _chosen(fields)
     filters = {name: request.query_params[name] for name in FILTERS if name in request.query_params}
     items, total = await rules.search(principal, filters=filters, sort=sort, page=page, per_page=per_page)
-    return _paged(request, [{k: item[k] for k in chosen} for item in items], total, page, per_page)
+    return _paged(request, [item.model_dump(mode="json", include=set(chosen)) for item in items], total, page, per_page)
 
 
 async def create_rule(principal: PrincipalDep, rules: RulesDep, body: RuleBody) -> JSONResponse:
     """Create an app offering automation rule."""
-    return JSONResponse(await rules.create(principal, body), status_code=201)
+    return JSONResponse(seed_json(await rules.create(principal, body)), status_code=201)
 
 
 async def get_rule(rule_id: str, principal: PrincipalDep, rules: RulesDep) -> JSONResponse:
     """Get a single app offering automation rule."""
-    return JSONResponse(await rules.get(principal, rule_id))
+    return JSONResponse(seed_json(await rules.get(principal, rule_id)))
 
 
 async def update_rule(rule_id: str, principal: PrincipalDep, rules: RulesDep, body: RuleBody) -> JSONResponse:
     """Update an app offering automation rule (the fields given; the others keep their values)."""
-    return JSONResponse(await rules.update(principal, rule_id, body))
+    return JSONResponse(seed_json(await rules.update(principal, rule_id, body)))
 
 
 async def delete_rule(rule_id: str, principal: PrincipalDep, rules: RulesDep) -> Response:
@@ -132,15 +134,22 @@ async def list_evaluations(
 ) -> JSONResponse:
     """What the rule did lately: fired (with each action's result), failed (with the error) or cut."""
     items, total = await rules.evaluations(principal, rule_id, page=page, per_page=per_page)
-    return _paged(request, items, total, page, per_page)
+    return _paged(request, seed_json(items), total, page, per_page)
 
 
-for _path, _endpoint, _method, _status in (
-    ("", list_rules, "GET", 200),
-    ("", create_rule, "POST", 201),
-    ("/{rule_id}", get_rule, "GET", 200),
-    ("/{rule_id}", update_rule, "PATCH", 200),
-    ("/{rule_id}", delete_rule, "DELETE", 204),
-    ("/{rule_id}/evaluations", list_evaluations, "GET", 200),
+for _path, _endpoint, _method, _status, _answer in (
+    ("", list_rules, "GET", 200, list[RulePublic]),
+    ("", create_rule, "POST", 201, RulePublic),
+    ("/{rule_id}", get_rule, "GET", 200, RulePublic),
+    ("/{rule_id}", update_rule, "PATCH", 200, RulePublic),
+    ("/{rule_id}", delete_rule, "DELETE", 204, None),
+    ("/{rule_id}/evaluations", list_evaluations, "GET", 200, list[RuleEvaluationPublic]),
 ):
-    router.add_api_route(_path, _endpoint, methods=[_method], status_code=_status, name=f"rules_{_endpoint.__name__}")
+    router.add_api_route(
+        _path,
+        _endpoint,
+        methods=[_method],
+        status_code=_status,
+        name=f"rules_{_endpoint.__name__}",
+        response_model=_answer,
+    )

@@ -21,6 +21,7 @@ from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
 from controlplane.db.tables import Automation, AutomationRule, utcnow
 from controlplane.dialects.rules import fields
+from controlplane.dialects.rules.schemas import RuleEvaluationPublic, RulePublic
 from controlplane.services.rules.language import RuleSyntaxError, compile_rule
 from controlplane.services.tenancy.spaces import SpaceService, View
 from controlplane.store import automations as automation_store
@@ -79,14 +80,14 @@ class RuleService:
 
     # --- reads --------------------------------------------------------------------------------------
 
-    async def get(self, principal: Principal, rule_id: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, rule_id: str) -> RulePublic:
         async with self.sessions() as s:
             rule, automation = await self._load(s, principal, rule_id, Permission.READ)
         return fields.public(rule, automation)
 
     async def search(
         self, principal: Principal, *, filters: dict[str, str], sort: str | None, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RulePublic], int]:
         principal.require(Permission.READ)
         conditions = [c for name, value in filters.items() for c in _filter(name, value)]
         order = _order(sort)
@@ -105,7 +106,7 @@ class RuleService:
 
     async def evaluations(
         self, principal: Principal, rule_id: str, *, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RuleEvaluationPublic], int]:
         async with self.sessions() as s:
             rule, _ = await self._load(s, principal, rule_id, Permission.READ)
             rows, total = await store.evaluations(s, rule.id, offset=(page - 1) * per_page, limit=per_page)
@@ -113,7 +114,7 @@ class RuleService:
 
     # --- writes -------------------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, principal: Principal, body: dict[str, Any]) -> RulePublic:
         principal.require(Permission.WRITE)
         values = fields.check_write(body, creating=True)
         fields.check_trigger(values["rulable_type"], values["trigger"])
@@ -135,7 +136,7 @@ class RuleService:
             out = fields.public(rule, automation)
         return out
 
-    async def update(self, principal: Principal, rule_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, principal: Principal, rule_id: str, body: dict[str, Any]) -> RulePublic:
         principal.require(Permission.WRITE)
         values = fields.check_write(body, creating=False)
         async with transaction(self.sessions) as s:

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url
 from controlplane.core.schemas.wire import ErrorBody
-from controlplane.dialects.scripting.schemas import ScriptLogPagePublic
+from controlplane.dialects.scripting.schemas import ScriptLogPagePublic, ScriptScheduledPublic
 from controlplane.dialects.scripting.service import ScriptingService, ScriptRequest
 from controlplane.services.runs.responses import Answer
 
@@ -79,7 +79,7 @@ async def run_script_in_background(
     script_id, execution_id = await scripting.background(principal, scriptId, await script_request(request))
     location = f"{base_url(request)}/scripting/log/script/{script_id}/execution/{execution_id}"
     return JSONResponse(
-        {"executionId": execution_id, "scriptId": script_id},
+        ScriptScheduledPublic(execution_id=execution_id, script_id=script_id).model_dump(by_alias=True),
         status_code=202,
         headers={"Location": location, "X-Execution-Id": execution_id},
     )
@@ -102,6 +102,7 @@ for _method in METHODS:  # one route per method: each gets its own OpenAPI opera
         name=f"run_script_in_background_{_method.lower()}",
         status_code=202,
         response_class=JSONResponse,
+        response_model=ScriptScheduledPublic,
         openapi_extra=ANY_BODY,
         responses={202: {"description": "Scheduled; Location is the execution's log."}},
     )

@@ -1,4 +1,5 @@
-"""The scripting dialect's (seed 002) response shapes that are not plain runs: the script-log page."""
+"""The scripting dialect's (seed 002) JSON answers: a background start and the script-log page (a run itself
+answers with the script's own status, content type and body, which no model describes)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,10 @@ class ScriptLogEntryPublic(Wire):
 class ScriptLogPagePublic(Wire):
     filtered_logs: list[ScriptLogEntryPublic]
     more_elements: bool
+
+
+class ScriptScheduledPublic(Wire):
+    """What a background start answers (202); Location and X-Execution-Id name the execution too."""
+
+    execution_id: str = Field(description="The run's id.")
+    script_id: str = Field(description="The automation's id.")
