@@ -124,13 +124,16 @@ async def change_owner(
     return Response(status_code=204)
 
 
-@router.post("/{id}/actions/move", status_code=204, response_class=Response)
-async def move_automation(
-    id: str, body: AutomationOwnerUpdate, platform: PlatformDep, principal: PrincipalDep
-) -> Response:
-    """Seed 004's older name for change-owner: the same action."""
-    await automation_actions.change_owner(platform.automations, principal, id, user_id=body.user_id)
-    return Response(status_code=204)
+router.add_api_route(
+    "/{id}/actions/move",
+    change_owner,
+    methods=["POST"],
+    status_code=204,
+    response_class=Response,
+    name="move_automation",
+    summary="Move Automation",
+    description="Seed 004's older name for change-owner: the same action.",
+)
 
 
 @router.post("/{id}/actions/change-space", status_code=204, response_class=Response)

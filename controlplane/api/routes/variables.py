@@ -44,25 +44,6 @@ async def list_variables(platform: PlatformDep, principal: PrincipalDep) -> Vari
     return VariableListPublic(data=[i for i in items if isinstance(i, VariablePublic)])
 
 
-@variables_router.get("/{name}", response_model=VariablePublic)
-async def get_variable(name: str, platform: PlatformDep, principal: PrincipalDep) -> VariablePublic | SecretPublic:
-    return await _service(platform).get(principal, name, secret=False)
-
-
-@variables_router.put(
-    "/{name}", response_model=VariablePublic, responses={201: {"model": VariablePublic, "description": "created"}}
-)
-async def put_variable(name: str, body: VariableUpdate, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
-    public, created = await _service(platform).put(principal, name, body.value, secret=False)
-    return _written(public, created)
-
-
-@variables_router.delete("/{name}", status_code=204, response_class=Response)
-async def delete_variable(name: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    await _service(platform).delete(principal, name, secret=False)
-    return Response(status_code=204)
-
-
 # --- secrets ------------------------------------------------------------------------------------------
 
 
@@ -80,20 +61,34 @@ async def re_encrypt(platform: PlatformDep, principal: PrincipalDep) -> ReEncryp
     return ReEncryptionPublic(re_encrypted=count, key_id=secrets.keyring(platform.settings).current_id)
 
 
-@secrets_router.get("/{name}", response_model=SecretPublic)
-async def get_secret(name: str, platform: PlatformDep, principal: PrincipalDep) -> VariablePublic | SecretPublic:
-    return await _service(platform).get(principal, name, secret=True)
+def _named_routes(router: APIRouter, *, secret: bool, model: type[VariablePublic | SecretPublic]) -> None:
+    """GET, PUT and DELETE of one name: the same for variables and secrets but for which kind they touch."""
+    kind = "secret" if secret else "variable"
+
+    async def get_one(name: str, platform: PlatformDep, principal: PrincipalDep) -> VariablePublic | SecretPublic:
+        return await _service(platform).get(principal, name, secret=secret)
+
+    async def put_one(name: str, body: VariableUpdate, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
+        public, created = await _service(platform).put(principal, name, body.value, secret=secret)
+        return _written(public, created)
+
+    async def delete_one(name: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+        await _service(platform).delete(principal, name, secret=secret)
+        return Response(status_code=204)
+
+    router.add_api_route("/{name}", get_one, methods=["GET"], response_model=model, name=f"get_{kind}")
+    router.add_api_route(
+        "/{name}",
+        put_one,
+        methods=["PUT"],
+        response_model=model,
+        responses={201: {"model": model, "description": "created"}},
+        name=f"put_{kind}",
+    )
+    router.add_api_route(
+        "/{name}", delete_one, methods=["DELETE"], status_code=204, response_class=Response, name=f"delete_{kind}"
+    )
 
 
-@secrets_router.put(
-    "/{name}", response_model=SecretPublic, responses={201: {"model": SecretPublic, "description": "created"}}
-)
-async def put_secret(name: str, body: VariableUpdate, platform: PlatformDep, principal: PrincipalDep) -> JSONResponse:
-    public, created = await _service(platform).put(principal, name, body.value, secret=True)
-    return _written(public, created)
-
-
-@secrets_router.delete("/{name}", status_code=204, response_class=Response)
-async def delete_secret(name: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    await _service(platform).delete(principal, name, secret=True)
-    return Response(status_code=204)
+_named_routes(variables_router, secret=False, model=VariablePublic)
+_named_routes(secrets_router, secret=True, model=SecretPublic)

@@ -22,17 +22,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from controlplane.backends.base import (
-    LABEL_MANAGED,
-    LABEL_RUN,
-    LABEL_TENANT,
-    Backend,
-    Execution,
-    RunHandle,
-    RunSpec,
-    SandboxInfo,
-    SandboxState,
-)
+from controlplane.backends import base
+from controlplane.backends.base import Backend, Execution, RunHandle, RunSpec, SandboxInfo, SandboxState
 from controlplane.backends.kubernetes.client import KubeClient, KubeConflict, KubeError, KubeNotFound
 from controlplane.backends.kubernetes.execution import KubeExecution, delete_run_objects, job_path
 from controlplane.backends.kubernetes.manifests import (
@@ -55,7 +46,7 @@ from controlplane.core.states import NetworkMode
 
 log = logging.getLogger(__name__)
 
-MANAGED = f"{LABEL_MANAGED}=true"
+MANAGED = f"{base.LABEL_MANAGED}=true"
 
 
 class KubernetesBackend(Backend):
@@ -139,7 +130,7 @@ class KubernetesBackend(Backend):
         except KubeNotFound as exc:
             raise LaunchFailed(f"the Job {ns}/{name} was reported to exist but is gone") from exc
         labels = (job.get("metadata") or {}).get("labels") or {}
-        if labels.get(LABEL_RUN) != label_value(run_id):
+        if labels.get(base.LABEL_RUN) != label_value(run_id):
             raise LaunchFailed(f"the name {name} is taken by a Job of another run") from conflict
         log.info("launch of %s found the Job an earlier attempt created", name)
         return job
@@ -209,7 +200,7 @@ class KubernetesBackend(Backend):
         by_run: dict[tuple[str, str], dict[str, Any]] = {}
         for pod in pods:
             meta = pod.get("metadata") or {}
-            by_run[(str(meta.get("namespace")), str((meta.get("labels") or {}).get(LABEL_RUN)))] = pod
+            by_run[(str(meta.get("namespace")), str((meta.get("labels") or {}).get(base.LABEL_RUN)))] = pod
         prefix = self.settings.container_prefix.lower()
         found = []
         for job in jobs:
@@ -222,7 +213,7 @@ class KubernetesBackend(Backend):
             if meta.get("deletionTimestamp"):
                 continue  # already on its way out (foreground deletion in progress)
             labels = meta.get("labels") or {}
-            pod = by_run.get((space, str(labels.get(LABEL_RUN))))
+            pod = by_run.get((space, str(labels.get(base.LABEL_RUN))))
             found.append(_sandbox_info(job, pod))
         return found
 
@@ -241,8 +232,8 @@ def _sandbox_info(job: dict[str, Any], pod: dict[str, Any] | None) -> SandboxInf
     notes = meta.get("annotations") or {}
     status = job.get("status") or {}
     handle = RunHandle(
-        run_id=str(notes.get(ANNOTATION_RUN) or labels.get(LABEL_RUN, "")),
-        tenant_id=str(notes.get(ANNOTATION_TENANT) or labels.get(LABEL_TENANT, "")),
+        run_id=str(notes.get(ANNOTATION_RUN) or labels.get(base.LABEL_RUN, "")),
+        tenant_id=str(notes.get(ANNOTATION_TENANT) or labels.get(base.LABEL_TENANT, "")),
         ref=str(meta.get("name", "")),
     )
     started = parse_time(status.get("startTime"))
