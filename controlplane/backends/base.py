@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from controlplane.backends.protocol import Frame
+from controlplane.backends.protocol import Frame, encode_bundle
 from controlplane.core.states import NetworkMode
 
 LABEL_MANAGED = "io.controlplane.managed"
@@ -81,6 +81,20 @@ class RunSpec:
             LABEL_TENANT: self.tenant_id,
             LABEL_AUTOMATION: self.automation_id,
         }
+
+    def bundle(self, *, linger_seconds: float) -> bytes:
+        """The stdin bundle the runner reads (backends/protocol.py): code, args, env, input, output limits."""
+        return encode_bundle(
+            runtime=self.runtime,
+            entrypoint=self.entrypoint,
+            files=dict(self.files),
+            args=list(self.args),
+            env=dict(self.env),
+            input_data=self.input,
+            max_files=self.outputs_max_files,
+            max_bytes=self.outputs_max_bytes,
+            linger_seconds=linger_seconds,
+        )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ from controlplane.backends.docker.client import DockerEngine, engine_error
 from controlplane.backends.docker.config import MountProvider, NetworkProvider, container_config
 from controlplane.backends.docker.execution import DockerExecution, parse_time
 from controlplane.backends.docker.stream import ChunkPump, in_thread
-from controlplane.backends.protocol import encode_bundle
 from controlplane.core.errors import BackendError, BackendUnavailable, LaunchFailed, NotFound, SandboxImageMissing
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode
@@ -185,17 +184,7 @@ class DockerBackend(Backend):
             raise engine_error(exc, f"creating {cfg.name}", LaunchFailed) from exc
         if status != "created":  # an earlier attempt already started it: follow it, never start twice
             return await self._follow(handle, container_id)
-        bundle = encode_bundle(
-            runtime=spec.runtime,
-            entrypoint=spec.entrypoint,
-            files=dict(spec.files),
-            args=list(spec.args),
-            env=dict(spec.env),
-            input_data=spec.input,
-            max_files=spec.outputs_max_files,
-            max_bytes=spec.outputs_max_bytes,
-            linger_seconds=LINGER_SECONDS,
-        )
+        bundle = spec.bundle(linger_seconds=LINGER_SECONDS)
         return await self._attach_and_start(handle, container_id, bundle)
 
     async def _existing(self, name: str, run_id: str, conflict: APIError) -> tuple[str, str]:

@@ -39,7 +39,6 @@ from controlplane.backends.kubernetes.manifests import (
     run_selector,
 )
 from controlplane.backends.kubernetes.watch import parse_time, pod_view
-from controlplane.backends.protocol import encode_bundle
 from controlplane.core.errors import BackendError, BackendUnavailable, LaunchFailed, NotFound
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode
@@ -88,17 +87,7 @@ class KubernetesBackend(Backend):
         return "configmaps" if self.settings.k8s_bundle_kind == "ConfigMap" else "secrets"
 
     async def launch(self, spec: RunSpec) -> Execution:
-        bundle = encode_bundle(
-            runtime=spec.runtime,
-            entrypoint=spec.entrypoint,
-            files=dict(spec.files),
-            args=list(spec.args),
-            env=dict(spec.env),
-            input_data=spec.input,
-            max_files=spec.outputs_max_files,
-            max_bytes=spec.outputs_max_bytes,
-            linger_seconds=0,  # no engine stats to read after the Exited frame
-        )
+        bundle = spec.bundle(linger_seconds=0)  # no engine stats to read after the Exited frame
         check_bundle_size(bundle)
         manifest = job_manifest(spec, self.settings)
         ns = str(manifest["metadata"]["namespace"])

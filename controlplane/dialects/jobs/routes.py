@@ -25,6 +25,7 @@ time zone; 429 too many runs in flight (Retry-After). Errors are the native enve
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -51,6 +52,22 @@ ArgsQuery = Annotated[
 ]
 CronQuery = Annotated[str | None, Query(max_length=128, description="5-field cron expression: schedule instead.")]
 ZoneQuery = Annotated[str, Query(max_length=64, description="Time zone of the cron expression.")]
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """The query every starting path takes: the script's args, or a cron (and its zone) to schedule instead."""
+
+    args: list[str] | None
+    cron: str | None
+    timezone: str
+
+
+def job_query(args: ArgsQuery = None, cron: CronQuery = None, timezone: ZoneQuery = "UTC") -> JobQuery:
+    return JobQuery(args, cron, timezone)
+
+
+QueryDep = Annotated[JobQuery, Depends(job_query)]
 
 
 def get_jobs(platform: PlatformDep) -> JobService:
@@ -91,21 +108,19 @@ async def _start(
     principal: Principal,
     request: Request,
     name: str,
+    query: JobQuery,
     *,
-    args: list[str] | None,
-    cron: str | None,
-    timezone: str,
     wait: bool,
 ) -> JSONResponse:
     """/job and /exec: start automation ``name`` (waiting for its end when ``wait``), or schedule it with
     ``cron``."""
-    argv = parse_args(args)
-    if cron is not None:
+    argv = parse_args(query.args)
+    if query.cron is not None:
         if argv is not None:
             raise BadRequest(
                 "scheduled runs use the automation's own args; drop args or cron", code=Code.ARGS_WITH_CRON
             )
-        return await _schedule(jobs, principal, name, cron, timezone)
+        return await _schedule(jobs, principal, name, query.cron, query.timezone)
     body, ctype = await _input(request)
     run = await jobs.start(principal, name, args=argv, input_data=body, content_type=ctype, wait=wait)
     if wait:
@@ -117,15 +132,9 @@ def _starter(name: str, wait: bool, doc: str) -> Callable[..., Awaitable[JSONRes
     """/job and /exec share one signature and differ in waiting: one route function made for each."""
 
     async def start(
-        name: str,
-        request: Request,
-        principal: CorePrincipal,
-        jobs: JobsDep,
-        args: ArgsQuery = None,
-        cron: CronQuery = None,
-        timezone: ZoneQuery = "UTC",
+        name: str, request: Request, principal: CorePrincipal, jobs: JobsDep, query: QueryDep
     ) -> JSONResponse:
-        return await _start(jobs, principal, request, name, args=args, cron=cron, timezone=timezone, wait=wait)
+        return await _start(jobs, principal, request, name, query, wait=wait)
 
     start.__name__, start.__doc__ = name, doc
     return start
@@ -137,20 +146,13 @@ exec_ = _starter(
 )
 
 
-async def schedule(
-    name: str,
-    principal: CorePrincipal,
-    jobs: JobsDep,
-    args: ArgsQuery = None,
-    cron: CronQuery = None,
-    timezone: ZoneQuery = "UTC",
-) -> JSONResponse:
+async def schedule(name: str, principal: CorePrincipal, jobs: JobsDep, query: QueryDep) -> JSONResponse:
     """Add a cron schedule to automation ``name``."""
-    if cron is None or not cron.strip():
+    if query.cron is None or not query.cron.strip():
         raise BadRequest("give the schedule as ?cron=<5-field cron expression>", code=Code.CRON_REQUIRED)
-    if parse_args(args) is not None:
+    if parse_args(query.args) is not None:
         raise BadRequest("scheduled runs use the automation's own args; drop args", code=Code.ARGS_WITH_CRON)
-    return await _schedule(jobs, principal, name, cron.strip(), timezone)
+    return await _schedule(jobs, principal, name, query.cron.strip(), query.timezone)
 
 
 async def status(jobid: str, principal: CorePrincipal, jobs: JobsDep) -> JSONResponse:

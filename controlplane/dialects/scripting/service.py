@@ -35,7 +35,7 @@ from controlplane.core.errors import (
 )
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, ErrorCode, RunContext
-from controlplane.db.tables import Automation
+from controlplane.db.tables import Automation, Run
 from controlplane.dialects.scripting.schemas import ScriptLogEntryPublic, ScriptLogPagePublic
 from controlplane.services.runs.responses import COMPLETED, Answer, delivered, read_answer
 from controlplane.services.runs.surface import Surface
@@ -130,17 +130,21 @@ class ScriptingService(Surface):
                 s, principal, script_id, permission, missing=automation_missing(script_id)
             )
 
+    async def _submit(self, principal: Principal, script: Automation, request: ScriptRequest, mode: str) -> Run:
+        """A run of the script with the request wrapped as its input: waited for (``run``) or queued."""
+        return await self.runs.run_and_collect(
+            principal,
+            script.id,
+            context=RunContext.API_SYNC if mode == "run" else RunContext.API_ASYNC,
+            input_data=wrap_request(self.settings, request, script_id=script.id, mode=mode),
+            input_content_type=request.content_type,
+        )
+
     async def run(self, principal: Principal, script_id: str, request: ScriptRequest) -> Answer:
         """Execute and wait: the script's answer, or ScriptNotStarted / ScriptFailed / ScriptTimedOut."""
         script = await self.script(principal, script_id, Permission.RUN)
         try:
-            run = await self.runs.run_and_collect(
-                principal,
-                script.id,
-                context=RunContext.API_SYNC,
-                input_data=wrap_request(self.settings, request, script_id=script.id, mode="run"),
-                input_content_type=request.content_type,
-            )
+            run = await self._submit(principal, script, request, "run")
         except Conflict as exc:  # disabled
             raise ScriptNotStarted(exc.detail, extra=exc.entries()) from exc
         async with self.sessions() as s:
@@ -153,13 +157,7 @@ class ScriptingService(Surface):
         """Schedule a run: (script id, execution id). ScriptNotScheduled when it cannot be queued."""
         script = await self.script(principal, script_id, Permission.RUN)
         try:
-            run = await self.runs.run_and_collect(
-                principal,
-                script.id,
-                context=RunContext.API_ASYNC,
-                input_data=wrap_request(self.settings, request, script_id=script.id, mode="background"),
-                input_content_type=request.content_type,
-            )
+            run = await self._submit(principal, script, request, "background")
         except (Conflict, QuotaExceeded) as exc:  # disabled, or the tenant's queue is full
             raise ScriptNotScheduled(exc.detail, extra=exc.entries(), headers=exc.headers) from exc
         return script.id, run.id
