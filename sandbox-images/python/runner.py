@@ -197,6 +197,44 @@ def pump(proc):
     proc.wait()
 
 
+def send_file(full, rel, st, limit):
+    """One regular file as an ``f`` frame and its ``d`` frames, at most ``limit`` bytes; (bytes sent, None) or
+    (0, why it was skipped). Opened without following a symlink and checked to be the file ``st`` saw."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return 0, "unreadable: %s" % exc.strerror
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            return 0, "changed while collecting"
+        size = min(fst.st_size, limit)
+        emit_json(b"f", {"path": rel, "size": size})
+        left = size
+        while left > 0:
+            data = os.read(fd, min(CHUNK, left))
+            if not data:
+                break
+            emit(b"d", data)
+            left -= len(data)
+        return size - left, None
+    finally:
+        os.close(fd)
+
+
+def skip_reason(st, sent_files, sent_bytes, max_files, max_bytes):
+    """Why a file found in the outputs is not sent, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if sent_files >= max_files:
+        return "too many files"
+    if sent_bytes + st.st_size > max_bytes:
+        return "too large"
+    return None
+
+
 def collect_outputs(root, max_files, max_bytes):
     skipped = []
     sent_files = 0
@@ -214,41 +252,14 @@ def collect_outputs(root, max_files, max_bytes):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
             st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                skipped.append({"path": rel, "reason": "symlink"})
+            reason = skip_reason(st, sent_files, sent_bytes, max_files, max_bytes)
+            if reason is None:
+                sent, reason = send_file(full, rel, st, max_bytes - sent_bytes)
+            if reason is not None:
+                skipped.append({"path": rel, "reason": reason})
                 continue
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append({"path": rel, "reason": "not a regular file"})
-                continue
-            if sent_files >= max_files:
-                skipped.append({"path": rel, "reason": "too many files"})
-                continue
-            if sent_bytes + st.st_size > max_bytes:
-                skipped.append({"path": rel, "reason": "too large"})
-                continue
-            try:
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError as exc:
-                skipped.append({"path": rel, "reason": "unreadable: %s" % exc.strerror})
-                continue
-            try:
-                fst = os.fstat(fd)
-                if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
-                    skipped.append({"path": rel, "reason": "changed while collecting"})
-                    continue
-                size = min(fst.st_size, max_bytes - sent_bytes)
-                emit_json(b"f", {"path": rel, "size": size})
-                left = size
-                while left > 0:
-                    data = os.read(fd, min(CHUNK, left))
-                    if not data:
-                        break
-                    emit(b"d", data)
-                    left -= len(data)
-                sent_files += 1
-                sent_bytes += size - left
-            finally:
-                os.close(fd)
+            sent_files += 1
+            sent_bytes += sent
     if skipped:
         emit_json(b"k", skipped[:1000])
 
@@ -273,35 +284,10 @@ def send_response(outputs, max_bytes):
             return  # a symlink or a file in its place: collect_outputs reports or collects it
     except OSError:
         return
-    head = {"status": None, "contentType": None, "size": 0, "error": None}
-    found = False
-    for name, key in (("status", "status"), ("content-type", "contentType")):
-        try:
-            head[key] = read_regular(os.path.join(root, name), RESPONSE_TEXT_MAX).decode("utf-8", "replace")
-            found = True
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as exc:
-            found = True
-            head["error"] = head["error"] or "%s: %s" % (name, getattr(exc, "strerror", None) or exc)
-    fd = None
+    head, found = response_head(root)
+    fd, found_body = open_body(root, head, max_bytes)
     try:
-        fd = os.open(os.path.join(root, "body"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        found = True
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):
-            head["error"] = head["error"] or "body: not a regular file"
-        elif fst.st_size > max_bytes:
-            head["error"] = head["error"] or "body: %d bytes, above the limit of %d" % (fst.st_size, max_bytes)
-        else:
-            head["size"] = fst.st_size
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        found = True
-        head["error"] = head["error"] or "body: %s" % (exc.strerror or exc)
-    try:
-        if not found:
+        if not (found or found_body):
             return
         if head["error"]:
             head["size"] = 0
@@ -316,6 +302,41 @@ def send_response(outputs, max_bytes):
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def response_head(root):
+    """The ``r`` frame's status and content type from their files, and whether either file was there."""
+    head = {"status": None, "contentType": None, "size": 0, "error": None}
+    found = False
+    for name, key in (("status", "status"), ("content-type", "contentType")):
+        try:
+            head[key] = read_regular(os.path.join(root, name), RESPONSE_TEXT_MAX).decode("utf-8", "replace")
+            found = True
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            found = True
+            head["error"] = head["error"] or "%s: %s" % (name, getattr(exc, "strerror", None) or exc)
+    return head, found
+
+
+def open_body(root, head, max_bytes):
+    """(fd or None, whether a body was there): the body file opened for reading, its size or trouble in ``head``."""
+    try:
+        fd = os.open(os.path.join(root, "body"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, False
+    except OSError as exc:
+        head["error"] = head["error"] or "body: %s" % (exc.strerror or exc)
+        return None, True
+    fst = os.fstat(fd)
+    if not stat.S_ISREG(fst.st_mode):
+        head["error"] = head["error"] or "body: not a regular file"
+    elif fst.st_size > max_bytes:
+        head["error"] = head["error"] or "body: %d bytes, above the limit of %d" % (fst.st_size, max_bytes)
+    else:
+        head["size"] = fst.st_size
+    return fd, True
 
 
 def unwrap_request(data):
@@ -349,48 +370,61 @@ def read_bundle(argv):
     return json.loads(sys.stdin.buffer.read())
 
 
-def main(argv):
-    try:
-        doc = read_bundle(argv)
+class Job:
+    """What the bundle asks for, laid out in the work folder: ready to start."""
+
+    def __init__(self, doc):
         if doc.get("v") != 1:
             raise ValueError("unsupported bundle version %r" % (doc.get("v"),))
-        runtime = doc["runtime"]
-        if runtime not in INTERPRETERS:
-            raise ValueError("unknown runtime %r" % (runtime,))
-        code, outputs, home = (os.path.join(WORK, d) for d in ("code", "outputs", "home"))
-        for d in (code, outputs, home):
+        self.runtime = doc["runtime"]
+        if self.runtime not in INTERPRETERS:
+            raise ValueError("unknown runtime %r" % (self.runtime,))
+        self.code, self.outputs, home = (os.path.join(WORK, d) for d in ("code", "outputs", "home"))
+        for d in (self.code, self.outputs, home):
             os.makedirs(d, 0o755, exist_ok=True)
         for rel, b64 in doc.get("files", {}).items():
-            write_file(code, rel, base64.b64decode(b64))
-        entry = doc["entrypoint"]
-        safe_relpath(entry)
-        input_path = os.path.join(WORK, "input")
+            write_file(self.code, rel, base64.b64decode(b64))
+        self.entry = doc["entrypoint"]
+        safe_relpath(self.entry)
+        self.input_path = os.path.join(WORK, "input")
         body, request = unwrap_request(base64.b64decode(doc.get("input", "")))
         write_file(WORK, "input", body, mode=0o644)
-        os.makedirs(os.path.join(outputs, RESPONSE_DIR), 0o755, exist_ok=True)
-        args = [str(a) for a in doc.get("args", [])]
-        env = dict(BASE_ENV, HOME=home)
-        env.update({str(k): str(v) for k, v in doc.get("env", {}).items()})
+        os.makedirs(os.path.join(self.outputs, RESPONSE_DIR), 0o755, exist_ok=True)
+        self.args = [str(a) for a in doc.get("args", [])]
+        self.env = dict(BASE_ENV, HOME=home)
+        self.env.update({str(k): str(v) for k, v in doc.get("env", {}).items()})
         if request is not None:
             meta = request.get("request") or {}
             write_file(WORK, "request.json", json.dumps(meta, separators=(",", ":")).encode(), mode=0o644)
-            env.update(request_env(request, env))
+            self.env.update(request_env(request, self.env))
         limits = doc.get("outputs", {})
-        linger = float(doc.get("linger_seconds", 0))
+        self.max_files = int(limits.get("max_files", 100))
+        self.max_bytes = int(limits.get("max_bytes", 20 << 20))
+        self.linger = float(doc.get("linger_seconds", 0))
+
+
+def exited(exit_code):
+    """The ``x`` frame of a script that never ran."""
+    emit_json(b"x", {"exitCode": exit_code, "signal": None, "oomKilled": False, "cpuSeconds": 0, "maxRssBytes": 0})
+    return exit_code
+
+
+def main(argv):
+    try:
+        job = Job(read_bundle(argv))
     except (ValueError, KeyError, TypeError, OSError) as exc:
         diag("bad bundle: %s" % exc)
         emit(b"e", ("sandbox runner: bad bundle: %s\n" % exc).encode())
-        emit_json(b"x", {"exitCode": 126, "signal": None, "oomKilled": False, "cpuSeconds": 0, "maxRssBytes": 0})
-        return 126
+        return exited(126)
 
     signal.signal(signal.SIGTERM, lambda *_: (kill_everything_else(), os._exit(143)))
     oom_before = oom_kills()
-    with open(input_path, "rb") as stdin:
+    with open(job.input_path, "rb") as stdin:
         try:
             proc = subprocess.Popen(
-                INTERPRETERS[runtime] + [entry] + args,
-                cwd=code,
-                env=env,
+                INTERPRETERS[job.runtime] + [job.entry] + job.args,
+                cwd=job.code,
+                env=job.env,
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -398,13 +432,17 @@ def main(argv):
             )
         except OSError as exc:
             emit(b"e", ("sandbox runner: cannot start the script: %s\n" % exc).encode())
-            emit_json(b"x", {"exitCode": 127, "signal": None, "oomKilled": False, "cpuSeconds": 0, "maxRssBytes": 0})
-            return 127
+            return exited(127)
     global SCRIPT_PGID
     SCRIPT_PGID = proc.pid
     emit_json(b"s", {"pid": proc.pid})
     pump(proc)
     kill_everything_else()
+    return finish(job, proc, oom_before)
+
+
+def finish(job, proc, oom_before):
+    """After the script: its answer, its outputs and the ``x`` frame; then linger for the engine's counters."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     rc = proc.returncode
     sig = -rc if rc < 0 else None
@@ -412,11 +450,11 @@ def main(argv):
     oom_after = oom_kills()
     oom = oom_after > oom_before >= 0 or (sig == signal.SIGKILL and oom_after > 0)
     try:
-        send_response(outputs, int(limits.get("max_bytes", 20 << 20)))
+        send_response(job.outputs, job.max_bytes)
     except OSError as exc:
         diag("sending the response failed: %s" % exc)
     try:
-        collect_outputs(outputs, int(limits.get("max_files", 100)), int(limits.get("max_bytes", 20 << 20)))
+        collect_outputs(job.outputs, job.max_files, job.max_bytes)
     except OSError as exc:
         diag("collecting outputs failed: %s" % exc)
     emit_json(
@@ -429,8 +467,8 @@ def main(argv):
             "maxRssBytes": int(usage.ru_maxrss) * 1024,
         },
     )
-    if linger > 0:  # let the control plane read the sandbox's counters before it removes us
-        time.sleep(linger)
+    if job.linger > 0:  # let the control plane read the sandbox's counters before it removes us
+        time.sleep(job.linger)
     return exit_code
 
 
