@@ -100,23 +100,27 @@ def test_secret_env_and_service_account_choices() -> None:
     assert pod["containers"][0]["image"] == "reg.internal/cp:9.9"
 
 
-def test_role_is_only_what_the_backend_needs_in_the_runs_namespace() -> None:
-    docs = manifests()
-    role, binding = one(docs, "Role"), one(docs, "RoleBinding")
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "controlplane-runs"
-    granted = {
+def _granted(role: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    return {
         (group, resource): sorted(rule["verbs"])
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted == {
+
+
+def test_role_is_only_what_the_backend_needs_in_the_runs_namespace() -> None:
+    docs = manifests()
+    role, binding = one(docs, "Role"), one(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "controlplane-runs"
+    assert _granted(role) == {
         ("batch", "jobs"): ["create", "delete", "get", "list", "watch"],
         ("", "pods"): ["get", "list", "watch"],
         ("", "pods/log"): ["get"],
-        ("", "configmaps"): ["create", "delete", "get", "list"],
+        ("", "secrets"): ["create", "delete", "get"],  # the default bundle kind, which the chart sets
         ("", "events"): ["list", "watch"],
     }
+    assert one(docs, "ConfigMap", "cp-controlplane-config")["data"]["CP_K8S_BUNDLE_KIND"] == "Secret"
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -124,6 +128,14 @@ def test_role_is_only_what_the_backend_needs_in_the_runs_namespace() -> None:
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-controlplane", "namespace": "controlplane"}]
     assert not [d for d in docs if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
+
+
+def test_a_configmap_bundle_kind_is_granted_instead_of_secrets() -> None:
+    docs = manifests({"config": {"CP_K8S_BUNDLE_KIND": "ConfigMap"}})
+    granted = _granted(one(docs, "Role"))
+    assert granted[("", "configmaps")] == ["create", "delete", "get"]
+    assert ("", "secrets") not in granted
+    assert one(docs, "ConfigMap", "cp-controlplane-config")["data"]["CP_K8S_BUNDLE_KIND"] == "ConfigMap"
 
 
 def test_runs_namespace_enforces_restricted() -> None:

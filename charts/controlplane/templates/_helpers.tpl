@@ -48,6 +48,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The kind of object a run's bundle travels in (CP_K8S_BUNDLE_KIND: Secret unless config says ConfigMap);
+the Role grants exactly that kind. */}}
+{{- define "controlplane.bundleKind" -}}
+{{- if eq (toString (default "Secret" .Values.config.CP_K8S_BUNDLE_KIND)) "ConfigMap" }}ConfigMap{{ else }}Secret{{ end }}
+{{- end }}
+
 {{/* The namespace the run Jobs go to. */}}
 {{- define "controlplane.runsNamespace" -}}
 {{- .Values.runs.namespace }}
