@@ -108,6 +108,7 @@ class RunState:
     pods: list[PodView]
     job: dict[str, Any] | None  # None: not listed yet, or deleted
     job_gone: bool  # listed once, and now deleted
+    listed: bool = True  # both the pods and the Job have been listed: only then is the state whole
 
     @property
     def job_failure(self) -> tuple[str, str] | None:
@@ -236,17 +237,23 @@ class RunWatch:
     def state(self) -> RunState:
         jobs = self.job_follower
         job = next(iter(jobs.objects.values()), None)
-        return RunState(self.views(), job, job_gone=jobs.listed and job is None)
+        return RunState(self.views(), job, job_gone=jobs.listed and job is None, listed=self.listed)
+
+    @property
+    def listed(self) -> bool:
+        return self.pod_follower.listed and self.job_follower.listed
 
     async def wait_for(self, predicate: Callable[[RunState], T | None], *, timeout: float | None = None) -> T | None:
-        """The first non-None ``predicate(state)``, checked now and after every change; None on timeout."""
+        """The first non-None ``predicate(state)``, checked after every change once both watches have listed
+        (a Job seen failed before its pods were listed would look like a run whose pod never reported);
+        None on timeout. After ``close`` the predicate gets the last state, whole or not."""
         self.start()
         loop = asyncio.get_running_loop()
         until = None if timeout is None else loop.time() + timeout
         while True:
             if self._error is not None:
                 raise self._error
-            found = predicate(self.state())
+            found = predicate(self.state()) if self.listed or self._closed else None
             if found is not None or self._closed:
                 return found
             self._changed.clear()
