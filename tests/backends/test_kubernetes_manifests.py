@@ -151,10 +151,10 @@ def test_job_policy_default(make_spec: SpecFactory) -> None:
     assert mounts["bundle"]["readOnly"] is True
     assert container["args"][-2:] == ["--bundle", BUNDLE_PATH]
     assert "command" not in container  # the image's tini entrypoint stays pid 1
-    # Guaranteed QoS: requests == limits; in-memory scratch counts against memory
+    # Guaranteed QoS: requests == limits; in-memory scratch lives within memoryMb, as on Docker
     res = container["resources"]
     assert res["requests"] == res["limits"]
-    assert res["limits"] == {"cpu": "500m", "memory": f"{256 + 32 + 16}Mi", "ephemeral-storage": "64Mi"}
+    assert res["limits"] == {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
     assert "env" not in container  # nothing of ours leaks in; the runner builds the script's env
 
 

@@ -185,6 +185,14 @@ SCENARIOS = [
     ),
     Scenario("artifacts-and-response", ARTIFACTS, _artifacts),
     Scenario("oom", BOMB, _oom, {"resources": Resources(cpus=1.0, memory_mb=64, pids=32, tmp_mb=8, work_mb=8)}),
+    # memoryMb means the same on both: 150 MB in a 64 MB run is OUT_OF_MEMORY even beside 64 MB scratch
+    # volumes (the pod's limit once added their sizes, 192 Mi, and the script finished on Kubernetes only)
+    Scenario(
+        "150mb-in-64mb",
+        "blob = b'\\x01' * (150 << 20)\nprint(len(blob))",
+        _oom,
+        {"resources": Resources(cpus=1.0, memory_mb=64, pids=32, tmp_mb=64, work_mb=64)},
+    ),
     Scenario("deadline", "import time; print('sleeping', flush=True); time.sleep(600)", _deadline, deadline=6.0),
 ]
 

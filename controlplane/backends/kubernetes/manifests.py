@@ -124,10 +124,11 @@ def _resources(spec: RunSpec, settings: Settings) -> dict[str, Any]:
     res = spec.resources
     on_disk = settings.k8s_scratch_medium == "Disk"
     storage_mb = LOG_ALLOWANCE_MB + (res.work_mb + res.tmp_mb if on_disk else 0)
-    memory_mb = res.memory_mb + (0 if on_disk else res.work_mb + res.tmp_mb)  # in-memory emptyDirs count here
     quantities = {
         "cpu": f"{max(1, round(res.cpus * 1000))}m",
-        "memory": f"{memory_mb}Mi",
+        # memoryMb bounds the script and what it keeps in in-memory /work and /tmp together, as on Docker
+        # (tmpfs pages are charged to the writer's memory cgroup on both): the same script, the same OOM
+        "memory": f"{res.memory_mb}Mi",
         "ephemeral-storage": f"{storage_mb}Mi",
     }
     return {"requests": dict(quantities), "limits": dict(quantities)}
