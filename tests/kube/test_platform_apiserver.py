@@ -100,3 +100,25 @@ async def test_stop_over_http_deletes_the_job(platform: Platform, node: Node) ->
     assert body["status"] == "stopped", body
     await node.gone("jobs", job, group="batch/v1")  # foreground deletion: its pod went first
     assert await node.pods(job) == []
+
+
+async def test_the_sweep_removes_a_job_whose_run_row_is_gone(platform: Platform, node: Node, make_spec: Any) -> None:
+    """A Job the platform made but no longer knows (its run's row deleted, or an older database restored):
+    the sweep by labels deletes it; a Job of an unfinished run stays. On clusters that drop
+    ttlSecondsAfterFinished (1.20 without the feature gate) this sweep is what removes ended Jobs."""
+    ghost = make_spec(code="import time; time.sleep(3600)", run_id="ghost" + "0" * 7)
+    execution = await platform.backend.launch(ghost)
+    ghost_job = execution.handle.ref
+    assert await node.get("jobs", ghost_job, group="batch/v1") is not None
+    async with client_for(platform) as api:
+        run = await start_run(api, "import time; time.sleep(3600)")
+        job = _job(platform, run)
+        await eventually(lambda: node.get("jobs", job, group="batch/v1"), what="the live run's Job")
+
+        await platform.engine.sweep_orphans()  # the platform's own periodic sweep may have been first
+        await node.gone("jobs", ghost_job, group="batch/v1")
+        assert await node.get("jobs", job, group="batch/v1") is not None  # its run is unfinished: kept
+        r = await api.post(f"/api/v1/automations/{run['automationId']}/runs/{run['id']}/actions/stop")
+        assert r.status_code == 204, r.text
+        await finished(api, run)
+    await node.gone("jobs", job, group="batch/v1")
