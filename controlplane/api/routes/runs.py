@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from controlplane.api.deps import PlatformDep, PrincipalDep, base_url, page_links
+from controlplane.api.downloads import content_disposition
 from controlplane.core.errors import BadRequest, Code, ValidationFailed
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas.runs import (
@@ -167,12 +168,8 @@ async def list_artifacts(
 @router.get("/{id}/runs/{runId}/artifacts/{path:path}", response_class=Response)
 async def get_artifact(id: str, runId: str, path: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
     art = await platform.runs.artifact(principal, id, runId, path)
-    filename = path.rsplit("/", 1)[-1].replace('"', "")
-    return Response(
-        art.data,
-        media_type=art.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-SHA256": art.sha256},
-    )
+    headers = {"Content-Disposition": content_disposition(path.rsplit("/", 1)[-1]), "X-Content-SHA256": art.sha256}
+    return Response(art.data, media_type=art.content_type, headers=headers)
 
 
 # --- export and debug (seed 004) ----------------------------------------------------------------------
@@ -247,7 +244,7 @@ async def download_export(
     return StreamingResponse(
         chunks,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="run-{runId}.zip"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": content_disposition(f"run-{runId}.zip"), "Cache-Control": "no-store"},
     )
 
 
