@@ -11,9 +11,10 @@ import uuid
 from starlette.routing import Match, replace_params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controlplane.api import jsondepth
 from controlplane.api.errors import envelope
 from controlplane.core import metrics
-from controlplane.core.errors import ControlPlaneError, HeadersTooLarge, PayloadTooLarge
+from controlplane.core.errors import ControlPlaneError, HeadersTooLarge, InvalidJson, PayloadTooLarge
 from controlplane.core.settings import Settings
 
 log = logging.getLogger("controlplane.http")
@@ -48,16 +49,10 @@ class RequestContext:
             await self._reject(send, request_id, PayloadTooLarge(f"the request body is above {limit} bytes"))
             self._observe(scope, 413, start, request_id)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge()
-            return message
+        ctype = next((v for k, v in headers if k == b"content-type"), b"").decode("latin-1")
+        limited_receive = _BodyReader(
+            receive, limit, judge=scope.get("method") in ("POST", "PUT", "PATCH") and jsondepth.is_json(ctype)
+        )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -77,6 +72,10 @@ class RequestContext:
         except _BodyTooLarge:
             status["code"] = 413
             await self._reject(send, request_id, PayloadTooLarge(f"the request body is above {limit} bytes"))
+        except _BodyTooDeep:
+            status["code"] = 400
+            too_deep = InvalidJson(f"the JSON body nests deeper than {jsondepth.MAX_DEPTH} levels")
+            await self._reject(send, request_id, too_deep)
         finally:
             self._observe(scope, status["code"], start, request_id)
 
@@ -100,7 +99,36 @@ class RequestContext:
         )
 
 
+class _BodyReader:
+    """The app's ``receive``: counts the body against the limit and, for a JSON body, judges its nesting
+    once it is whole (api/jsondepth.py), so no parser recurses into a body built to overflow it."""
+
+    def __init__(self, receive: Receive, limit: int, *, judge: bool) -> None:
+        self.receive = receive
+        self.limit = limit
+        self.judge = judge
+        self.received = 0
+        self.chunks: list[bytes] = []
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            self.received += len(chunk)
+            if self.received > self.limit:
+                raise _BodyTooLarge()
+            if self.judge:
+                self.chunks.append(chunk)
+                if not message.get("more_body") and jsondepth.too_deep(b"".join(self.chunks)):
+                    raise _BodyTooDeep()
+        return message
+
+
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyTooDeep(Exception):
     pass
 
 

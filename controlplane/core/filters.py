@@ -22,9 +22,22 @@ from controlplane.core.errors import BadRequest, Code
 OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"})
 MAX_DEPTH = 32  # nested "not"/parentheses; deeper input would exhaust Python's recursion limit
 _TOKEN = re.compile(
-    r"""\s*(?:(?P<lp>\()|(?P<rp>\))|"(?P<str>(?:[^"\\]|\\.)*)"|(?P<num>-?\d+(?:\.\d+)?)(?![\w.])"""
+    r"""\s*(?:(?P<lp>\()|(?P<rp>\))|"(?P<str>(?:[^"\\]|\\.)*)"|(?P<num>-?[0-9]+(?:\.[0-9]+)?)(?![\w.])"""
     r"""|(?P<word>[A-Za-z_][A-Za-z0-9_.\-]*))"""
 )
+
+
+INT64 = 2**63 - 1
+
+
+def _number(raw: str) -> int | float:
+    """A filter's number; an integer no column can hold is a bad filter, not a database error."""
+    if "." in raw:
+        return float(raw)
+    value = int(raw)
+    if abs(value) > INT64:
+        raise BadRequest(f"{raw} is out of range (at most {INT64})", code=Code.INVALID_FILTER)
+    return value
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ class _Parser:
             if kind == "str":
                 out.append(("value", re.sub(r"\\(.)", r"\1", raw)))
             elif kind == "num":
-                out.append(("value", float(raw) if "." in raw else int(raw)))
+                out.append(("value", _number(raw)))
             elif kind == "word":
                 low = raw.lower()
                 if low in ("true", "false"):

@@ -60,7 +60,7 @@ async def create_run(
     if ctype.split(";")[0].strip().lower() in ("application/json", "") and raw.strip():
         try:
             body = RunCreate.model_validate(json.loads(raw))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # not JSON, or not UTF-8 at all
             raise BadRequest(f"the body is not valid JSON: {exc}", code=Code.INVALID_JSON) from None
         except ValidationError as exc:
             raise ValidationFailed(_first_errors(exc)) from None

@@ -164,7 +164,7 @@ class AutomationPublic(Wire):
     files: dict[str, str] | None = Field(None, description="Present on GET of one automation; omitted in lists.")
     args: list[str]
     env: dict[str, str]
-    timeout_seconds: int | None
+    timeout_seconds: int | None = None
     resources: ResourcesPublic
     network: NetworkMode
     version: int

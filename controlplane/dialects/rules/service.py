@@ -36,7 +36,7 @@ def rule_missing(rule_id: object) -> NotFound:
 
 
 def _rule_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # '²' is a digit to isdigit()
         raise rule_missing(value)
     return int(value)
 

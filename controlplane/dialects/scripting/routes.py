@@ -114,7 +114,7 @@ async def script_logs(
     principal: PrincipalDep,
     scripting: ScriptingDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries per page.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Entries to skip (newest first).")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Entries to skip (newest first).")] = 0,
 ) -> ScriptLogPagePublic:
     """The finished executions of the script's latest version, newest first; ``moreElements`` says whether
     another page follows (``offset`` + ``limit``)."""
