@@ -430,7 +430,7 @@ def main(argv):
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # not found, too long (E2BIG), a NUL byte in an argument
             emit(b"e", ("sandbox runner: cannot start the script: %s\n" % exc).encode())
             return exited(127)
     global SCRIPT_PGID

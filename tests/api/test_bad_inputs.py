@@ -58,3 +58,29 @@ async def test_an_automation_without_a_timeout_matches_its_schema(api: httpx.Asy
     schema = (await api.get("/openapi.json")).json()["components"]["schemas"]["AutomationPublic"]
     missing = [name for name in schema.get("required", []) if name not in body]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"args": ["ok", "nul\x00inside"]},
+        {"env": {"GREETING": "nul\x00inside"}},
+        {"args": ["x" * (128 * 1024)]},
+        {"args": ["y" * 100_000] * 11},
+    ],
+    ids=["nul-arg", "nul-env", "arg-over-128k", "total-over-1m"],
+)
+async def test_what_execve_would_refuse_is_refused_at_create(api: httpx.AsyncClient, body: dict[str, object]) -> None:
+    r = await api.post(BASE, json={"name": "execve", "code": "print(1)", **body})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["code"] == "VALIDATION_FAILED"
+
+
+async def test_run_args_and_variables_are_held_to_the_same(api: httpx.AsyncClient) -> None:
+    aid = await _automation(api)
+    r = await api.post(f"{BASE}/{aid}/runs", json={"args": ["a\x00b"]})
+    assert r.status_code == 422, r.text
+    r = await api.put("/api/v1/variables/GREETING", json={"value": "a\x00b"})
+    assert r.status_code == 422, r.text
+    r = await api.get("/api/core/automations/job/bad-inputs", params={"args": "a\x00b,c"})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "INVALID_ARGS", r.text

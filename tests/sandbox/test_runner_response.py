@@ -189,3 +189,39 @@ def test_plain_inputs_are_not_unwrapped(runner: ModuleType) -> None:
         {"PATH": "/usr/bin"},
     )
     assert extra == {"OK_1": "v"}
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(["nul\x00inside"], "embedded null byte"), (["x" * (256 * 1024)], "Argument list too long")],
+    ids=["nul", "e2big"],
+)
+def test_a_script_that_cannot_start_is_reported(tmp_path: Path, args: list[str], said: str) -> None:
+    """Whatever keeps execve from starting the script ends the run 127 with the reason on stderr (a NUL
+    used to end it 1 with nothing said); the API refuses both earlier (core/execargs.py)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    bundle = encode_bundle(
+        runtime="python",
+        entrypoint="main.py",
+        files={"main.py": b"print('never')\n"},
+        args=args,
+        env={},
+        input_data=b"",
+        max_files=10,
+        max_bytes=1 << 20,
+        linger_seconds=0,
+    )
+    (tmp_path / "bundle.json").write_bytes(bundle)
+    proc = subprocess.run(
+        [sys.executable, "-I", str(IMAGE_DIR / "runner.py"), "--bundle", str(tmp_path / "bundle.json")],
+        env={"CP_RUNNER_WORK": str(work), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    frames = frames_of(proc.stdout)
+    stderr = b"".join(f.data for f in frames if isinstance(f, Output) and f.stream == "stderr")
+    assert proc.returncode == 127
+    assert b"cannot start the script" in stderr and said.encode() in stderr
+    assert [f.exit_code for f in frames if isinstance(f, Exited)] == [127]

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from controlplane.core import execargs
 from controlplane.core.schemas.runs import RunMetricsPublic
 from controlplane.core.schemas.wire import ENV_NAME, NAME_MAX, Wire
 from controlplane.core.states import AutomationState, NetworkMode, RunMode, RunStatus, Runtime
@@ -94,6 +95,13 @@ class AutomationBase(Wire):
         if bad:
             raise ValueError(f"invalid environment variable names: {', '.join(sorted(bad)[:10])}")
         return v
+
+    @model_validator(mode="after")
+    def _execable(self) -> AutomationBase:
+        why = execargs.problem(self.args, self.env)
+        if why:
+            raise ValueError(why)
+        return self
 
 
 class AutomationCreate(AutomationBase):

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from controlplane.core import execargs
 from controlplane.core.schemas.wire import Wire
 from controlplane.core.states import RunContext, RunStatus
 
@@ -25,6 +26,14 @@ class RunCreate(Wire):
     @classmethod
     def _context(cls, v: str) -> str:
         return parse_context(v).value
+
+    @field_validator("args")
+    @classmethod
+    def _execable(cls, v: list[str] | None) -> list[str] | None:
+        why = execargs.problem(v or ())
+        if why:
+            raise ValueError(why)
+        return v
 
 
 def parse_context(value: str) -> RunContext:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from controlplane.core import execargs
 from controlplane.core.auth import Permission, Principal
 from controlplane.core.errors import BadRequest, Code, NotFound, Unauthorized
 from controlplane.core.filters import ListQuery
@@ -69,6 +70,9 @@ def parse_args(values: list[str] | None) -> list[str] | None:
         out = [part for part in values[0].split(",") if part]
     if len(out) > MAX_ARGS:
         raise BadRequest(f"at most {MAX_ARGS} arguments", code=Code.INVALID_ARGS)
+    why = execargs.problem(out)
+    if why:
+        raise BadRequest(f"args: {why}", code=Code.INVALID_ARGS)
     return out
 
 
