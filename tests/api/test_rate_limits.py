@@ -9,8 +9,8 @@ import time
 import httpx
 
 from controlplane.services.tenancy import tenants as tenancy
-from tests.api.test_automations import assert_envelope
-from tests.conftest import ADMIN_TOKEN, PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import ADMIN_TOKEN, PlatformFactory, client_for, new_token
 
 BASE = "/api/v1/automations"
 LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")

@@ -16,7 +16,7 @@ from controlplane.core.schemas import AutomationCreate
 from controlplane.core.states import Role, RunContext, RunStatus
 from controlplane.db.tables import Run, utcnow
 from controlplane.services.platform import Platform
-from tests.conftest import PlatformFactory, new_token
+from tests.support.platform import PlatformFactory, new_token
 
 
 async def automation(

@@ -15,7 +15,7 @@ from controlplane.core.errors import RateLimited
 from controlplane.db.session import create_engine, session_factory
 from controlplane.db.tables import RateLimitWindow
 from controlplane.services.tenancy.ratelimit import RateLimiter, Tier, tier_of
-from tests.conftest import make_settings
+from tests.support.platform import make_settings
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 
