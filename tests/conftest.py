@@ -1,4 +1,5 @@
-"""Shared fixtures: databases (SQLite and a real PostgreSQL), platforms, API clients.
+"""Shared fixtures: databases (SQLite and a real PostgreSQL), platforms, API clients, and the backend
+fixtures tests/backends and tests/kube both use (run specs, a Docker backend with its own name prefix).
 
 Fixtures are factories: a test asks for what it needs (``make_platform(backend="docker")``) and everything
 it made is closed afterwards. Databases are cloned from a template migrated once per session, so each test
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from controlplane.backends.base import Resources, RunSpec
 from controlplane.core.settings import Settings
+from controlplane.core.states import NetworkMode
 from controlplane.db.migrate import upgrade
-from controlplane.main import create_app
 from controlplane.services.platform import Platform
+from tests.support.backends import IMAGE, SpecFactory
 from tests.support.pg import fresh_database, postgres_url
+from tests.support.platform import PlatformFactory, client_for, make_settings
 
-ADMIN_TOKEN = "cp_test_admin_token_0123456789abcdef"
 # one template per test session: parallel sessions on one server (checkouts, CI) never drop each other's
 PG_TEMPLATE = f"cp_template_{uuid.uuid4().hex[:8]}"
 _PG_CREATED: list[str] = []
@@ -78,22 +81,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_db_url"))
 
 
-def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": tmp_path / "data",
-        "automations_dir": tmp_path / "no-automations",
-        "backend": "fake",
-        "bootstrap_token": ADMIN_TOKEN,
-        "log_level": "debug",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-PlatformFactory = Callable[..., Awaitable[Platform]]
-
-
 @pytest.fixture
 async def make_platform(tmp_path: Path) -> AsyncIterator[PlatformFactory]:
     made: list[Platform] = []
@@ -108,12 +95,6 @@ async def make_platform(tmp_path: Path) -> AsyncIterator[PlatformFactory]:
         await platform.close()
 
 
-def client_for(platform: Platform, token: str | None = ADMIN_TOKEN) -> httpx.AsyncClient:
-    app = create_app(platform.settings, platform=platform)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers)
-
-
 @pytest.fixture
 async def platform(make_platform: PlatformFactory, database_url: str) -> Platform:
     """A platform on the fake backend, on each database dialect."""
@@ -126,14 +107,75 @@ async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def new_token(platform: Platform, *, role: str, tenant: str | None = None, user: str | None = None) -> str:
-    from controlplane.services.tenancy import tenants as tenancy
+@pytest.fixture
+def make_spec() -> SpecFactory:
+    def make(
+        code: str | bytes = "print('ok')",
+        *,
+        runtime: str = "python",
+        entrypoint: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+        args: tuple[str, ...] | list[str] = (),
+        env: Mapping[str, str] | None = None,
+        input: bytes = b"",
+        resources: Resources | None = None,
+        network: NetworkMode = NetworkMode.NONE,
+        run_id: str | None = None,
+        **kw: Any,
+    ) -> RunSpec:
+        entry = entrypoint or ("main.py" if runtime == "python" else "main.sh")
+        body = code.encode() if isinstance(code, str) else code
+        return RunSpec(
+            run_id=run_id or uuid.uuid4().hex[:12],
+            tenant_id="tenant-1",
+            automation_id="automation-1",
+            image=IMAGE,
+            runtime=runtime,
+            entrypoint=entry,
+            files=dict(files) if files is not None else {entry: body},
+            args=tuple(args),
+            env=dict(env or {}),
+            input=input,
+            resources=resources or Resources(cpus=1.0, memory_mb=256, pids=64, tmp_mb=16, work_mb=32),
+            network=network,
+            deadline_seconds=60,
+            **kw,
+        )
 
-    token, *_ = await tenancy.issue_token(
-        platform.sessions,
-        tenant=tenant or platform.settings.bootstrap_tenant,
-        user=user or f"{role}-{uuid.uuid4().hex[:6]}",
-        role=role,
-        create_tenant=True,
-    )
-    return token
+    return make
+
+
+@pytest.fixture
+def run_prefix() -> str:
+    return f"cp-test-{uuid.uuid4().hex[:6]}-"
+
+
+@pytest.fixture
+def backend_settings(run_prefix: str) -> Settings:
+    return Settings(container_prefix=run_prefix, sandbox_image=IMAGE)
+
+
+@pytest.fixture
+def docker_api(run_prefix: str) -> Iterator[Any]:
+    """A plain docker-py client for assertions. Every path out of a run must remove its container, so a
+    container left behind with the test's prefix fails the test (after it is removed)."""
+    import docker
+
+    client = docker.DockerClient(version="auto")
+    yield client.api
+    leftovers = client.api.containers(all=True, filters={"name": run_prefix})
+    for c in leftovers:
+        client.api.remove_container(c["Id"], force=True)
+    client.close()
+    assert not leftovers, f"containers left behind: {[c['Names'] for c in leftovers]}"
+
+
+@pytest.fixture
+async def docker_backend(backend_settings: Settings, docker_api: Any) -> AsyncIterator[Any]:
+    from controlplane.backends.docker.backend import DockerBackend
+
+    # the engine contract alone: networks and tenant volumes have their own suites, and the e2e suite
+    # runs the default wiring (DockerBackend(settings) plugs both in)
+    backend = DockerBackend(backend_settings, networks=None, mounts=None)
+    yield backend
+    await backend.close()

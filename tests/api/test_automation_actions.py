@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import PREFIXES, assert_envelope
-from tests.api.test_runs import run_sync
-from tests.api.test_spaces import join, new_space, new_user
-from tests.conftest import client_for, new_token
+from tests.support.api import PREFIXES, assert_envelope
+from tests.support.platform import client_for, new_token
+from tests.support.runs import run_sync
+from tests.support.spaces import join, new_space, new_user
 
 BASE = "/api/v1/automations"
 

@@ -6,25 +6,12 @@ import httpx
 import pytest
 
 from controlplane.services.platform import Platform
-from tests.conftest import client_for, new_token
-
-PREFIXES = ["/api/v1/automations", "/api/workflows/automations"]
+from tests.support.api import PREFIXES, assert_envelope
+from tests.support.platform import client_for, new_token
 
 
 def body(name: str = "hello", **extra: object) -> dict[str, object]:
     return {"name": name, "code": "print('hi')", **extra}
-
-
-def assert_envelope(resp: httpx.Response, status: int, code: str | None = None) -> dict[str, object]:
-    assert resp.status_code == status, resp.text
-    doc = resp.json()
-    assert set(doc) == {"errors", "traceId"}
-    assert doc["traceId"] == resp.headers["x-request-id"]
-    first = doc["errors"][0]
-    assert {"code", "title"} <= set(first)
-    if code:
-        assert first["code"] == code, first
-    return first
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

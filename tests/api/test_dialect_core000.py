@@ -14,9 +14,9 @@ from controlplane.core.errors import BadRequest
 from controlplane.db.tables import utcnow
 from controlplane.dialects.jobs.service import parse_args
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.api.test_runs import make
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import make
 
 CORE = "/api/core/automations"
 

@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
 
 P = "/api/v1/processes"
 BASE = "/api/v1/automations"

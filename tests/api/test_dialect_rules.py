@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.api.test_runs import make
-from tests.conftest import client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import client_for, new_token
+from tests.support.runs import make
 
 RULES = "/app_offering_automation_rules"
 SEED_FIELDS = {"id", "app_offering", "rulable_type", "name", "trigger", "position", "created_at", "updated_at"}

@@ -16,25 +16,13 @@ from controlplane.backends.fake import FakeBackend
 from controlplane.core.settings import Settings
 from controlplane.dialects.scripting.service import REQUEST_MAGIC
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.scripting import make
 
 BASE = "/api/v1/automations"
 METHODS = ("POST", "GET", "PUT", "DELETE", "PATCH")
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-async def make(api: httpx.AsyncClient, name: str = "script", *, timeout: int | None = None, **behaviour: Any) -> str:
-    body: dict[str, Any] = {
-        "name": name,
-        "entrypoint": "main.py",
-        "files": {"main.py": "print('the fake backend ignores this')", "fake.json": json.dumps(behaviour)},
-    }
-    if timeout is not None:
-        body["timeoutSeconds"] = timeout
-    r = await api.post(BASE, json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
 
 
 def sent_request(platform: Platform) -> tuple[dict[str, Any], bytes]:

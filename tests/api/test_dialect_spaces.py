@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 
 from controlplane.services.platform import Platform
-from tests.api.test_dialect_scripting import make
-from tests.api.test_spaces import default_space, join, new_space, new_user
-from tests.conftest import client_for
+from tests.support.platform import client_for
+from tests.support.scripting import make
+from tests.support.spaces import default_space, join, new_space, new_user
 
 BASE = "/api/v1/automations"
 CORE = "/api/core/automations"

@@ -3,24 +3,27 @@ X-RateLimit-* past them, keyed by user (not address), shared by replicas, never 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 
+from controlplane.services.platform import Platform
 from controlplane.services.tenancy import tenants as tenancy
-from tests.api.test_automations import assert_envelope
-from tests.conftest import ADMIN_TOKEN, PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.clock import FakeClock
+from tests.support.platform import ADMIN_TOKEN, PlatformFactory, client_for, new_token
 
 BASE = "/api/v1/automations"
 LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 
-async def steady_minute() -> None:
-    """The limit is a sliding minute: start a burst well inside a minute so it is not split by a boundary."""
-    into = time.time() % 60
-    if into > 48:
-        await asyncio.sleep(60 - into + 0.5)
+def steady_minute(*platforms: Platform) -> FakeClock:
+    """The limit is a sliding minute: a burst must not be split by a boundary, so the platforms' limiters
+    get one clock (replicas agree on the time) standing 10 s into the next minute."""
+    clock = FakeClock((time.time() // 60 + 1) * 60 + 10)
+    for platform in platforms:
+        platform.ratelimiter.clock = clock
+    return clock
 
 
 async def test_seed_tiers_by_default_on_every_authenticated_response(api: httpx.AsyncClient) -> None:
@@ -39,7 +42,7 @@ async def test_past_the_limit_is_429_with_retry_after_and_limit_headers(
     make_platform: PlatformFactory, database_url: str
 ) -> None:
     platform = await make_platform(database_url, rate_limit_reads_per_minute=5, rate_limit_writes_per_minute=3)
-    await steady_minute()
+    steady_minute(platform)
     async with client_for(platform) as api:
         remaining = []
         for _ in range(5):
@@ -61,7 +64,7 @@ async def test_past_the_limit_is_429_with_retry_after_and_limit_headers(
 
 async def test_keyed_by_user_not_by_address_or_token(make_platform: PlatformFactory, database_url: str) -> None:
     platform = await make_platform(database_url, rate_limit_reads_per_minute=3)
-    await steady_minute()
+    steady_minute(platform)
     tenant = platform.settings.bootstrap_tenant
     second_admin_token, *_ = await tenancy.issue_token(platform.sessions, tenant=tenant, user="admin", role="admin")
     other = await new_token(platform, role="viewer")
@@ -82,7 +85,7 @@ async def test_keyed_by_user_not_by_address_or_token(make_platform: PlatformFact
 async def test_limits_hold_across_replicas(make_platform: PlatformFactory, database_url: str) -> None:
     one = await make_platform(database_url, rate_limit_reads_per_minute=5)
     two = await make_platform(database_url, rate_limit_reads_per_minute=5)
-    await steady_minute()
+    steady_minute(one, two)
     async with client_for(one) as a, client_for(two) as b:
         codes = [(await (a if i % 2 else b).get(BASE)).status_code for i in range(8)]
     assert codes == [200] * 5 + [429] * 3

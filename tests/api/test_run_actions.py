@@ -8,22 +8,9 @@ import json
 import httpx
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.api.test_runs import BASE, make
-from tests.conftest import PlatformFactory, client_for, new_token
-
-
-async def status_of(api: httpx.AsyncClient, aid: str, run_id: str) -> dict[str, object]:
-    return (await api.get(f"{BASE}/{aid}/runs/{run_id}")).json()  # type: ignore[no-any-return]
-
-
-async def until(api: httpx.AsyncClient, aid: str, run_id: str, *wanted: str) -> dict[str, object]:
-    for _ in range(400):
-        run = await status_of(api, aid, run_id)
-        if run["status"] in wanted:
-            return run
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"run stayed {run['status']}")
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import BASE, make, status_of, until
 
 
 async def test_stop_running_queued_twice_and_finished(make_platform: PlatformFactory, database_url: str) -> None:

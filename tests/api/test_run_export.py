@@ -4,7 +4,6 @@ expired ones 410; the debug record carries the run's timeline."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -18,10 +17,10 @@ import httpx
 
 from controlplane.backends.fake import FakeBackend
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-from tests.api.test_run_actions import until
-from tests.api.test_runs import make, run_sync
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.clock import FakeClock
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import make, run_sync, until
 
 BASE = "/api/v1/automations"
 
@@ -130,6 +129,7 @@ async def test_forged_altered_or_extended_links_are_403_and_expired_ones_410(
     make_platform: PlatformFactory, database_url: str
 ) -> None:
     platform = await make_platform(database_url, export_url_ttl_seconds=1)
+    platform.exports.clock = clock = FakeClock()
     async with client_for(platform) as api, anonymous(platform) as anon:
         aid = await make(api, "guarded")
         first = str((await run_sync(api, aid))["id"])
@@ -150,7 +150,7 @@ async def test_forged_altered_or_extended_links_are_403_and_expired_ones_410(
         for bad in tampered:
             assert_envelope(await anon.get(bad), 403, "INVALID_SIGNATURE")
         assert (await anon.get(url)).status_code == 200
-        await asyncio.sleep(2.1)
+        clock.advance(2.1)
         assert_envelope(await anon.get(url), 410, "LINK_EXPIRED")
         assert_envelope(await anon.get(with_query(url, signature=flipped)), 403, "INVALID_SIGNATURE")
 

@@ -9,22 +9,8 @@ import httpx
 import pytest
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import assert_envelope
-
-BASE = "/api/v1/automations"
-
-
-async def make(api: httpx.AsyncClient, name: str = "fake", **behaviour: object) -> str:
-    files = {"main.py": "print('real code is ignored by the fake backend')", "fake.json": json.dumps(behaviour)}
-    r = await api.post(BASE, json={"name": name, "files": files, "entrypoint": "main.py"})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-async def run_sync(api: httpx.AsyncClient, automation_id: str, **body: object) -> dict[str, object]:
-    r = await api.post(f"{BASE}/{automation_id}/runs", json={"context": "api_sync", **body})
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+from tests.support.api import assert_envelope
+from tests.support.runs import BASE, make, run_sync
 
 
 async def test_sync_run_returns_the_finished_run(api: httpx.AsyncClient) -> None:
@@ -106,7 +92,7 @@ async def test_raw_body_becomes_the_input(api: httpx.AsyncClient, platform: Plat
 
 
 async def test_logs_inline_limit_and_truncation(make_platform, database_url: str) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import client_for
+    from tests.support.platform import client_for
 
     platform = await make_platform(database_url, log_max_bytes=1000, inline_output_bytes=100)
     async with client_for(platform) as api:
@@ -161,7 +147,7 @@ async def test_bad_run_requests(api: httpx.AsyncClient) -> None:
 
 
 async def test_every_run_reaches_a_final_status_on_shutdown(make_platform, database_url: str) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import client_for
+    from tests.support.platform import client_for
 
     platform = await make_platform(database_url)
     async with client_for(platform) as api:

@@ -46,11 +46,10 @@ import pytest
 from controlplane.db.session import transaction
 from controlplane.services.platform import Platform
 from controlplane.store import automations as automation_store
-from tests.api.test_automations import assert_envelope
-from tests.api.test_run_actions import until
-from tests.api.test_runs import make, run_sync
-from tests.api.test_spaces import new_space, new_user
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import make, run_sync, until
+from tests.support.spaces import new_space, new_user
 
 PREFIXES = ["/api/v1/automations", "/api/workflows/automations"]
 BASE = PREFIXES[0]

@@ -14,34 +14,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from controlplane.db import migrate
 from controlplane.services.platform import Platform
 from controlplane.store.spaces import default_space_id
-from tests.api.test_automations import assert_envelope
-from tests.conftest import client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import client_for, new_token
+from tests.support.spaces import SPACES, default_space, join, new_space, new_user
 
 BASE = "/api/v1/automations"
-SPACES = "/api/v1/spaces"
-
-
-async def new_user(api: httpx.AsyncClient, role: str) -> tuple[str, str]:
-    """(token, user id) of a new user of the admin's tenant."""
-    r = await api.post("/api/v1/tokens", json={"user": f"{role}-{uuid.uuid4().hex[:6]}", "role": role})
-    assert r.status_code == 201, r.text
-    return r.json()["token"], r.json()["userId"]
-
-
-async def new_space(api: httpx.AsyncClient, name: str | None = None) -> str:
-    r = await api.post(SPACES, json={"name": name or f"space-{uuid.uuid4().hex[:6]}", "description": "team"})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-async def join(api: httpx.AsyncClient, space: str, user_id: str, role: str) -> httpx.Response:
-    return await api.put(f"{SPACES}/{space}/members/{user_id}", json={"role": role})
-
-
-async def default_space(api: httpx.AsyncClient) -> str:
-    spaces = (await api.get(SPACES, params={"filter": "isDefault eq true"})).json()["data"]
-    assert len(spaces) == 1
-    return str(spaces[0]["id"])
 
 
 def same_404(a: httpx.Response, b: httpx.Response) -> None:

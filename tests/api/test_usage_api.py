@@ -13,10 +13,9 @@ import pytest
 from controlplane.db.session import transaction
 from controlplane.services.platform import Platform
 from controlplane.store import usage as usage_store
-from tests.api.test_automations import assert_envelope
-from tests.api.test_run_actions import until
-from tests.api.test_runs import make, run_sync
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import make, run_sync, until
 
 BASE = "/api/v1/automations"
 NAMES = ["runs", "scheduledRuns", "triggeredRuns", "webhookRuns", "duration", "bandwidthIn", "bandwidthOut"]

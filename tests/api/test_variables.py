@@ -22,9 +22,9 @@ from sqlalchemy import select
 from controlplane.db.tables import TenantVariable
 from controlplane.services.platform import Platform
 from controlplane.services.tenancy.tenants import configure_tenant
-from tests.api.test_automations import assert_envelope
-from tests.api.test_runs import make, run_sync
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import make, run_sync
 
 VARS = "/api/v1/variables"
 SECRETS = "/api/v1/secrets"

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from controlplane.services.platform import Platform
-from tests.api.test_automations import PREFIXES, assert_envelope
-from tests.api.test_runs import make
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.api import PREFIXES, assert_envelope
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import finished, launched_input, make
 
 BASE = "/api/v1/automations"
 TOKEN = "X-Execution-Token"
@@ -23,20 +23,6 @@ async def hook(api: httpx.AsyncClient, **behaviour: object) -> tuple[str, str]:
     """(automation id, execution token) of a new fake-backend automation."""
     aid = await make(api, f"hook-{uuid.uuid4().hex[:6]}", **behaviour)
     return aid, (await api.get(f"{BASE}/{aid}")).json()["executionToken"]
-
-
-async def finished(api: httpx.AsyncClient, aid: str, run_id: str) -> dict[str, object]:
-    for _ in range(400):
-        run = (await api.get(f"{BASE}/{aid}/runs/{run_id}")).json()
-        if run["status"] in ("finished", "finished with warnings", "failed", "stopped", "exceeded limit"):
-            return run  # type: ignore[no-any-return]
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"run {run_id} did not finish")
-
-
-def launched_input(platform: Platform, run_id: str) -> bytes:
-    spec = next(s for s in platform.backend.launched if s.run_id == run_id)  # type: ignore[attr-defined]
-    return bytes(spec.input)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

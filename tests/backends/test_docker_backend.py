@@ -36,8 +36,7 @@ from controlplane.backends.protocol import Exited, Frame
 from controlplane.core.errors import BackendUnavailable, LaunchFailed, NotFound, SandboxImageMissing
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode
-
-from .conftest import Collector, SpecFactory, drive, follow
+from tests.support.backends import Collector, SpecFactory, drive, follow
 
 docker_only = pytest.mark.docker
 MiB = 1024 * 1024

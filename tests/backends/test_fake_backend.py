@@ -12,8 +12,7 @@ from controlplane.backends.base import RunSpec, SandboxState
 from controlplane.backends.fake import FakeBackend
 from controlplane.core.errors import BackendUnavailable, LaunchFailed, NotFound, SandboxImageMissing
 from controlplane.core.settings import Settings
-
-from .conftest import SpecFactory, drive, follow
+from tests.support.backends import SpecFactory, drive, follow
 
 
 def scripted(make_spec: SpecFactory, **script: object) -> RunSpec:

@@ -31,8 +31,7 @@ from controlplane.backends.kubernetes.manifests import MAX_BUNDLE_BYTES
 from controlplane.backends.protocol import encode_frame
 from controlplane.core.errors import LaunchFailed, SandboxImageMissing
 from controlplane.core.settings import Settings
-
-from .conftest import SpecFactory, follow
+from tests.support.backends import SpecFactory, follow
 
 TOKEN = "fake-token"
 
@@ -689,7 +688,7 @@ async def test_platform_runs_on_kubernetes(
     exit_code: int | None,
     error_code: str | None,
 ) -> None:
-    from tests.conftest import client_for
+    from tests.support.platform import client_for
 
     fake, path = kube
     if behaviour.get("end") == "pull":

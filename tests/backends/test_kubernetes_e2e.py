@@ -21,8 +21,7 @@ import pytest
 from controlplane.backends.kubernetes.backend import KubernetesBackend
 from controlplane.backends.kubernetes.client import KubeClient
 from controlplane.core.settings import Settings
-
-from .conftest import IMAGE, SpecFactory, follow
+from tests.support.backends import IMAGE, SpecFactory, follow
 
 SCRIPT = """
 import os, sys

@@ -33,8 +33,7 @@ from controlplane.backends.kubernetes.manifests import (
 from controlplane.core.errors import LaunchFailed
 from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode
-
-from .conftest import SpecFactory
+from tests.support.backends import SpecFactory
 
 VERSIONS = [v for v in all_versions() if Version(v) >= Version("1.28")]
 RUN_ID = "3f2b8c1e-7d4a-4b7e-9c1a-2e5f6a7b8c9d"

@@ -26,7 +26,7 @@ import pytest
 
 from controlplane.backends.docker.network import NetworkManager
 from controlplane.core.states import NetworkMode
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 CORE = "/api/core/automations"
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 CORE = "/api/core/automations"
 FINAL_STATES = {"Succeeded", "Failed"}

@@ -23,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from pypdf import PdfReader
 
-from tests.e2e.conftest import Server, launch
+from tests.support.e2e import Server, launch
 
 P = "/api/v1/processes"
 DEMO = f"{P}/a020-report-demo"

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 IMAGE = "controlplane-sandbox-python:1"

@@ -24,7 +24,7 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import BASE, Server, docker_names
+from tests.support.e2e import BASE, Server, docker_names
 from tests.support.pg import postgres_url
 from tests.support.pgproxy import TcpProxy
 

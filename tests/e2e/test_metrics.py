@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import BASE, Server, launch
+from tests.support.e2e import BASE, Server, launch
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

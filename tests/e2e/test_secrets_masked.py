@@ -16,7 +16,7 @@ import zipfile
 
 import httpx
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 SCRIPT = r"""
 import base64, os, sys, time

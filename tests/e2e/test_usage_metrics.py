@@ -9,7 +9,7 @@ import zipfile
 
 import httpx
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 # Calls the API back with its own token (network "api"): three reads of a ~60 KB automation, and one
 # refused write carrying a ~150 KB body. Prints what it received and sent at the HTTP level.

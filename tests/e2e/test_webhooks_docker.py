@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.e2e.conftest import BASE, Server
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

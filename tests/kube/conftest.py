@@ -16,7 +16,7 @@ import os
 import ssl
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ import pytest
 
 from controlplane.backends.kubernetes.backend import KubernetesBackend
 from controlplane.core.settings import Settings
-from tests.backends.conftest import IMAGE, make_spec  # noqa: F401 - the run-spec factory fixture, shared
 from tests.kube.cluster import ADMIN_TOKEN, BACKEND_TOKEN, BACKEND_USER, ControlPlane, ControlPlaneError
 from tests.kube.kubelet import Kubelet
 from tests.kube.node import Node, eventually
+from tests.support.backends import IMAGE
+from tests.support.kube import BackendFactory
 
 HERE = Path(__file__).parent
 SCRIPT = HERE.parents[1] / "scripts" / "ensure-kube-apiserver.sh"
@@ -118,9 +119,6 @@ async def node(kube_api: httpx.AsyncClient) -> AsyncIterator[Node]:
     await eventually(lambda: player.get("serviceaccounts", "default"), what=f"the default ServiceAccount in {ns}")
     yield player
     await kube_api.delete(f"/api/v1/namespaces/{ns}")  # the namespace controller removes what is left
-
-
-BackendFactory = Callable[..., Awaitable[KubernetesBackend]]
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from controlplane.backends.base import Execution, RunHandle, SandboxState
 from controlplane.backends.kubernetes.execution import JobDeadlineExceeded
 from controlplane.backends.kubernetes.manifests import bundle_name, job_manifest
 from controlplane.core.errors import LaunchFailed
-from tests.backends.conftest import RunResult, SpecFactory, follow
 from tests.kube.cluster import BACKEND_USER, ControlPlane
-from tests.kube.conftest import BackendFactory
 from tests.kube.node import Node, eventually
+from tests.support.backends import RunResult, SpecFactory, follow
+from tests.support.kube import BackendFactory
 
 RUN_TIMEOUT = 90
 

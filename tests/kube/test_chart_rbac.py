@@ -18,12 +18,11 @@ import pytest
 
 from controlplane.backends.kubernetes.backend import KubernetesBackend
 from controlplane.core.settings import Settings
-from tests.backends.conftest import IMAGE
 from tests.chart.helm import manifests, one
 from tests.kube.cluster import ControlPlane
 from tests.kube.kubelet import Kubelet
 from tests.kube.node import Node, eventually
-from tests.kube.test_side_by_side import observe
+from tests.support.backends import IMAGE, SpecFactory, drive
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -64,7 +63,7 @@ async def test_the_charts_service_account_runs_a_run(
     node: Node,
     kubelet: Kubelet,
     release_namespace: str,
-    make_spec: Any,
+    make_spec: SpecFactory,
     bundle_kind: str,
 ) -> None:
     values: dict[str, Any] = {
@@ -88,8 +87,8 @@ async def test_the_charts_service_account_runs_a_run(
     backend = KubernetesBackend(settings, kubeconfig=kube.user_kubeconfig(user.replace(":", "-"), token))
     await backend.prepare()
     try:
-        seen = await observe(backend, make_spec(code="print('hello from the chart')\n"))
+        seen = await drive(backend, make_spec(code="print('hello from the chart')\n"), timeout=120)
     finally:
         await backend.close()
-    assert seen.exit_code == 0, seen
+    assert seen.outcome is not None and seen.outcome.exit_code == 0, seen
     assert b"hello from the chart" in seen.stdout

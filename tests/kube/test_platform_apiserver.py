@@ -9,37 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from controlplane.backends.kubernetes.manifests import job_name
 from controlplane.services.platform import Platform
-from tests.conftest import client_for
 from tests.kube.cluster import BACKEND_TOKEN, BACKEND_USER, ControlPlane
 from tests.kube.node import Node, eventually
-
-TERMINAL = {"finished", "finished with warnings", "failed", "stopped", "exceeded limit", "not started"}
-
-
-async def start_run(api: httpx.AsyncClient, code: str) -> dict[str, Any]:
-    r = await api.post("/api/v1/automations", json={"name": "on-kube", "code": code})
-    assert r.status_code == 201, r.text
-    automation = r.json()["id"]
-    r = await api.post(f"/api/v1/automations/{automation}/runs", json={"context": "api_async"})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def finished(api: httpx.AsyncClient, run: dict[str, Any]) -> dict[str, Any]:
-    path = f"/api/v1/automations/{run['automationId']}/runs/{run['id']}"
-
-    async def probe() -> dict[str, Any] | None:
-        r = await api.get(path)
-        assert r.status_code == 200, r.text
-        body = dict(r.json())
-        return body if body["status"] in TERMINAL else None
-
-    return await eventually(probe, what=f"run {run['id']} to end", timeout=90)
+from tests.support.kube import finished, start_run
+from tests.support.platform import client_for
 
 
 @pytest.fixture

@@ -22,16 +22,10 @@ import pytest
 from controlplane.backends.base import Backend, Resources, RunHandle, RunSpec
 from controlplane.backends.kubernetes.manifests import job_name
 from controlplane.backends.protocol import ArtifactData, ArtifactHead, Exited, Output, ResponseHead
-from tests.backends.conftest import (  # noqa: F401 - fixtures shared with the Docker backend suite
-    SpecFactory,
-    backend_settings,
-    docker_api,
-    docker_backend,
-    run_prefix,
-)
-from tests.kube.conftest import BackendFactory
 from tests.kube.kubelet import Kubelet
 from tests.kube.node import Node, eventually
+from tests.support.backends import SpecFactory
+from tests.support.kube import BackendFactory
 
 RUN_TIMEOUT = 120.0  # a generous bound for a run that must end on its own (2 cores, shared)
 
@@ -201,7 +195,7 @@ SCENARIOS = [
 async def test_same_outcome_on_docker_and_kubernetes(
     scenario: Scenario,
     make_spec: SpecFactory,
-    docker_backend: Backend,  # noqa: F811 - the fixture imported above
+    docker_backend: Backend,
     make_backend: BackendFactory,
     kubelet: Kubelet,
     node: Node,

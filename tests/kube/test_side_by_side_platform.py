@@ -16,12 +16,12 @@ import pytest
 
 from controlplane.backends.docker.backend import DockerBackend
 from controlplane.services.platform import Platform
-from tests.backends.conftest import IMAGE, docker_api, run_prefix  # noqa: F401 - fixtures, shared
-from tests.conftest import client_for, make_settings
 from tests.kube.cluster import BACKEND_TOKEN, BACKEND_USER, ControlPlane
 from tests.kube.kubelet import Kubelet
 from tests.kube.node import Node
-from tests.kube.test_platform_apiserver import finished
+from tests.support.backends import IMAGE
+from tests.support.kube import finished
+from tests.support.platform import client_for, make_settings
 
 MIXED = """
 import sys
@@ -50,8 +50,8 @@ async def platforms(
     kube: ControlPlane,
     node: Node,
     kubelet: Kubelet,
-    run_prefix: str,  # noqa: F811
-    docker_api: Any,  # noqa: F811 - fails the test if a container with the prefix is left
+    run_prefix: str,
+    docker_api: Any,  # fails the test if a container with the prefix is left
 ) -> AsyncIterator[dict[str, Platform]]:
     common = {"tenant_volumes": False, "sandbox_image": IMAGE, "container_prefix": run_prefix}
     docker_settings = make_settings(

@@ -16,7 +16,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import BASE, Server
 from tests.monitoring.promql import (
     RULES,
     dashboard_exprs,
@@ -26,6 +25,7 @@ from tests.monitoring.promql import (
     metric_names,
     rule_exprs,
 )
+from tests.support.e2e import BASE, Server
 
 pytestmark = pytest.mark.docker
 

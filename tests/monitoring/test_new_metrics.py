@@ -14,7 +14,7 @@ from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import RunContext
 from controlplane.db.tables import Run, utcnow
 from controlplane.services.platform import Platform
-from tests.conftest import PlatformFactory, client_for
+from tests.support.platform import PlatformFactory, client_for
 
 
 def sample(name: str, **labels: str) -> float:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from controlplane.core.auth import Principal
 from controlplane.core.errors import QuotaExceeded
 from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import Role, RunContext, RunStatus
-from controlplane.db.tables import Run, utcnow
+from controlplane.db.tables import Run
 from controlplane.services.platform import Platform
-from tests.conftest import PlatformFactory, new_token
+from tests.support.clock import FakeClock
+from tests.support.platform import PlatformFactory, new_token
 
 
 async def automation(
@@ -69,7 +69,8 @@ async def test_sync_limit_refuses_the_next_run_with_a_computed_retry_after(
         await platform.runs.wait(run)
     # with history the estimate follows the automation's typical duration (~6 s), not a constant
     again = [await platform.runs.submit(admin, slow, context=RunContext.API_SYNC) for _ in range(3)]
-    await asyncio.sleep(1.0)
+    platform.runs.clock = clock = FakeClock()
+    clock.advance(1.0)  # a second into the slow runs
     with pytest.raises(QuotaExceeded) as caught:
         await platform.runs.submit(admin, quick, context=RunContext.API_SYNC)
     assert 3 <= caught.value.retry_after <= 6, caught.value.retry_after
@@ -176,13 +177,13 @@ async def test_a_run_that_waits_too_long_ends_not_started(make_platform: Platfor
     admin = await platform.bootstrap_principal()
     aid = await automation(platform, admin, "blocker", sleep=30)
     blocker = await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
-    # the blocker holds the only slot before the second run queues: backdating the second run must not
-    # make it older than the blocker while both are still queued (the dispatcher loop would take it first)
+    # the blocker holds the only slot before the second run queues: when the dispatcher's clock moves on,
+    # the second run is the only one still waiting (a queued blocker would expire with it)
     while (await statuses(platform, [blocker.id]))[0] != "running":
         await asyncio.sleep(0.02)
     waiting = await platform.runs.submit(admin, aid, context=RunContext.API_ASYNC)
-    async with platform.sessions() as s, s.begin():
-        await s.execute(update(Run).where(Run.id == waiting.id).values(created_at=utcnow() - timedelta(seconds=5)))
+    platform.dispatcher.clock = clock = FakeClock()
+    clock.advance(5)  # past the 1 s the second run may wait
     await platform.dispatcher.pump()
     async with platform.sessions() as s:
         row = await s.get(Run, waiting.id)

@@ -10,7 +10,7 @@ from controlplane.core.states import RunContext
 from controlplane.services.execution import output as output_module
 from controlplane.services.platform import Platform
 from controlplane.store import runs as run_store
-from tests.conftest import PlatformFactory
+from tests.support.platform import PlatformFactory
 
 
 async def _automation(platform: Platform, behaviour: dict[str, object]) -> str:

@@ -15,17 +15,10 @@ from controlplane.core.errors import RateLimited
 from controlplane.db.session import create_engine, session_factory
 from controlplane.db.tables import RateLimitWindow
 from controlplane.services.tenancy.ratelimit import RateLimiter, Tier, tier_of
-from tests.conftest import make_settings
+from tests.support.clock import FakeClock
+from tests.support.platform import make_settings
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -36,7 +29,12 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 
 def limiter(
-    tmp_path: Path, url: str, sessions: async_sessionmaker[AsyncSession], clock: Clock, reads: int = 10, writes: int = 3
+    tmp_path: Path,
+    url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FakeClock,
+    reads: int = 10,
+    writes: int = 3,
 ) -> RateLimiter:
     settings = make_settings(tmp_path, url, rate_limit_reads_per_minute=reads, rate_limit_writes_per_minute=writes)
     return RateLimiter(settings, sessions, clock=clock)
@@ -58,7 +56,7 @@ def test_methods_map_to_the_seed_tiers() -> None:
 async def test_limit_remaining_reset_and_a_refusal(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    clock = Clock(T0 + 6)
+    clock = FakeClock(T0 + 6)
     rl = limiter(tmp_path, database_url, sessions, clock)
     seen = []
     for _ in range(10):
@@ -83,20 +81,20 @@ async def test_limit_remaining_reset_and_a_refusal(
 async def test_sliding_minute_and_retry_after_is_exact(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    clock = Clock(T0 + 50)
+    clock = FakeClock(T0 + 50)
     rl = limiter(tmp_path, database_url, sessions, clock)
     for _ in range(10):
         assert await allowed(rl, "carol")
-    clock.now = T0 + 60 + 15  # a quarter into the next minute: the previous 10 still weigh 7.5 -> 7
+    clock.set(T0 + 60 + 15)  # a quarter into the next minute: the previous 10 still weigh 7.5 -> 7
     assert [await allowed(rl, "carol") for _ in range(4)] == [True] * 3 + [False]
     with pytest.raises(RateLimited) as info:
         await rl.check("carol", "GET")
     wait = int(info.value.headers["Retry-After"])
     # 10 * (1 - f) + 3 < 10  <=>  f > 0.3, i.e. after T0 + 78: the first whole second after is 4 s away
     assert wait == 4
-    clock.now = T0 + 77.5
+    clock.set(T0 + 77.5)
     assert not await allowed(rl, "carol")  # not before
-    clock.now = T0 + 75 + wait
+    clock.set(T0 + 75 + wait)
     assert await allowed(rl, "carol")  # floor(10 * (1 - 19/60)) = 6, so a 4th request fits
     assert not await allowed(rl, "carol")
 
@@ -104,7 +102,7 @@ async def test_sliding_minute_and_retry_after_is_exact(
 async def test_refused_requests_are_not_counted(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    clock = Clock(T0 + 1)
+    clock = FakeClock(T0 + 1)
     rl = limiter(tmp_path, database_url, sessions, clock, writes=3)
     assert [await allowed(rl, "dave", "POST") for _ in range(3)] == [True] * 3
     for _ in range(50):  # hammering past the limit
@@ -112,14 +110,14 @@ async def test_refused_requests_are_not_counted(
     async with sessions() as s:
         stored = (await s.execute(select(RateLimitWindow.count))).scalars().all()
     assert stored == [3]
-    clock.now = T0 + 120 + 1  # two minutes on: the hammering left nothing behind
+    clock.set(T0 + 120 + 1)  # two minutes on: the hammering left nothing behind
     assert [await allowed(rl, "dave", "POST") for _ in range(4)] == [True] * 3 + [False]
 
 
 async def test_exact_under_concurrency_and_across_replicas(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    clock = Clock(T0 + 10)
+    clock = FakeClock(T0 + 10)
     other_engine = create_engine(database_url)
     try:
         one = limiter(tmp_path, database_url, sessions, clock, reads=20)
@@ -133,11 +131,11 @@ async def test_exact_under_concurrency_and_across_replicas(
 async def test_zero_turns_a_tier_off_and_old_windows_are_purged(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    clock = Clock(T0)
+    clock = FakeClock(T0)
     rl = limiter(tmp_path, database_url, sessions, clock, reads=0, writes=5)
     assert all([await rl.check("frank", "GET") is None for _ in range(30)])
     for minute in range(4):
-        clock.now = T0 + 60 * minute + 1
+        clock.set(T0 + 60 * minute + 1)
         assert await rl.check("frank", "DELETE") is not None
     async with sessions() as s:
         minutes = sorted((await s.execute(select(RateLimitWindow.minute))).scalars().all())

@@ -17,7 +17,7 @@ from controlplane.services.platform import Platform
 from controlplane.services.tenancy import tenants as tenancy
 from controlplane.services.upkeep.retention import Retention
 from controlplane.store import usage
-from tests.conftest import PlatformFactory, client_for
+from tests.support.platform import PlatformFactory, client_for
 
 SCRIPT = {"stdout": "out\n", "stderr": "warn\n", "artifacts": {"report.txt": "r", "sub/n.txt": "n"}}
 

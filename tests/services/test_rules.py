@@ -12,9 +12,8 @@ import httpx
 
 from controlplane.services.events import hooks as run_hooks
 from controlplane.services.platform import Platform
-from tests.api.test_runs import make, run_sync
-from tests.api.test_webhooks import finished, launched_input
-from tests.conftest import PlatformFactory, client_for, new_token
+from tests.support.platform import PlatformFactory, client_for, new_token
+from tests.support.runs import finished, launched_input, make, run_sync
 
 RULES = "/app_offering_automation_rules"
 BASE = "/api/v1/automations"

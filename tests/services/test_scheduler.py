@@ -30,7 +30,7 @@ from controlplane.services.platform import Platform
 from controlplane.services.scheduling.scheduler import Scheduler, recompute_next
 from controlplane.store import leases as lease_store
 from controlplane.store import schedules as schedule_store
-from tests.conftest import PlatformFactory, client_for
+from tests.support.platform import PlatformFactory, client_for
 
 FRIDAY = datetime(2031, 1, 3, 17, 0, tzinfo=UTC)  # a Friday, 18:00 in Stockholm (CET)
 SECOND = timedelta(seconds=1)

@@ -11,7 +11,7 @@ from controlplane.core.schemas.automations import AutomationCreate
 from controlplane.core.states import RunContext
 from controlplane.services.platform import Platform
 from controlplane.services.tenancy import tenants as tenancy
-from tests.conftest import PlatformFactory, make_settings
+from tests.support.platform import PlatformFactory, make_settings
 
 
 async def test_tenant_maxima_bound_automations_and_dsn_reaches_runs(platform: Platform) -> None:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
+from controlplane.core.clock import SYSTEM_CLOCK, Clock
 from controlplane.core.errors import BackendError
 from controlplane.core.settings import Settings
 from controlplane.core.states import ErrorCode, RunStatus
@@ -55,12 +56,14 @@ class Dispatcher:
         *,
         replica_id: str,
         replicas: Replicas | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.engine = engine
         self.replica_id = replica_id
         self.replicas = replicas
+        self.clock = clock
         self._next_takeover = 0.0
         self._next_sweep = 0.0
         self._next_sweep_retry = 0.0
@@ -136,7 +139,7 @@ class Dispatcher:
         )
 
     async def expire_waiting(self) -> int:
-        limit = utcnow() - timedelta(seconds=self.settings.queue_wait_timeout_seconds)
+        limit = self.clock.now() - timedelta(seconds=self.settings.queue_wait_timeout_seconds)
         async with self.sessions() as s:
             stale = await queue.waited_since(s, limit, 500)
         wait = self.settings.queue_wait_timeout_seconds

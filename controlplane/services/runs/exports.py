@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core.auth import Permission, Principal
+from controlplane.core.clock import SYSTEM_CLOCK, Clock
 from controlplane.core.errors import LinkExpired, LinkInvalid, NotFound
 from controlplane.core.schemas.runs import RunDebugPublic, RunPhasesPublic, TimelineEntryPublic
 from controlplane.core.settings import Settings
@@ -119,7 +120,7 @@ class ExportService:
         runs: RunService,
         *,
         key: bytes,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -138,7 +139,7 @@ class ExportService:
         """A signed URL for a run the principal may read (the same check as reading the run); an export, a
         POST like stop and retry, also needs the run permission (seed 004: editor or operator)."""
         await self.runs.require(principal, automation_id, run_id, Permission.RUN if kind == EXPORT else Permission.READ)
-        expires = int(self.clock()) + self.settings.export_url_ttl_seconds
+        expires = int(self.clock.time()) + self.settings.export_url_ttl_seconds
         sig = self.signature(kind, automation_id, run_id, expires)
         tail = "export" if kind == EXPORT else "debug/log"
         return f"{prefix}/{automation_id}/runs/{run_id}/{tail}?expires={expires}&signature={sig}"
@@ -150,7 +151,7 @@ class ExportService:
         wanted = self.signature(kind, automation_id, run_id, int(expires))
         if not hmac.compare_digest(wanted.encode(), signature.encode()):
             raise LinkInvalid("the link's signature does not match; ask for a new one")
-        if int(expires) <= self.clock():
+        if int(expires) <= self.clock.time():
             raise LinkExpired("the link has expired; ask for a new one")
 
     # --- the debug record ---------------------------------------------------------------------------

@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlplane.core import metrics
 from controlplane.core.auth import Permission, Principal
+from controlplane.core.clock import SYSTEM_CLOCK, Clock
 from controlplane.core.errors import BadRequest, Code, Conflict, NotFound, PayloadTooLarge
 from controlplane.core.filters import ListQuery
 from controlplane.core.schemas.runs import RunPublic
 from controlplane.core.settings import Settings
 from controlplane.core.states import TERMINAL, AutomationState, ErrorCode, Role, RunContext, RunStatus
 from controlplane.db.session import transaction
-from controlplane.db.tables import Artifact, Automation, RuleRun, Run, utcnow
+from controlplane.db.tables import Artifact, Automation, RuleRun, Run
 from controlplane.services.automations import parameters
 from controlplane.services.execution import admission
 from controlplane.services.execution.engine import RunEngine
@@ -58,11 +59,13 @@ class RunService:
         engine: RunEngine,
         *,
         on_queued: Callable[[], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.engine = engine
         self.on_queued = on_queued
+        self.clock = clock  # admission's now (how long the holders have run)
         self.spaces = SpaceService(sessions)
 
     # --- commands -----------------------------------------------------------------------------------
@@ -99,7 +102,7 @@ class RunService:
             if automation.parameters:  # typed parameters: 400 listing every problem, defaults filled in
                 input_data = parameters.validate_input(automation.parameters, input_data)
                 input_content_type = "application/json"
-            now = utcnow()
+            now = self.clock.now()
             if synchronous:
                 await admission.admit_sync(s, self.settings, tenant, automation, now)
             else:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import enum
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from controlplane.core.clock import SYSTEM_CLOCK, Clock
 from controlplane.core.errors import RateLimited
 from controlplane.core.settings import Settings
 from controlplane.db.session import transaction
@@ -65,7 +64,7 @@ class RateLimiter:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -87,7 +86,7 @@ class RateLimiter:
         limit = self.limit_for(tier)
         if limit <= 0:
             return None
-        now = self.clock()
+        now = self.clock.time()
         minute = int(now // 60)
         elapsed = (now - minute * 60) / 60.0
         subject = f"{user_id}:{tier.value}"
