@@ -47,10 +47,10 @@ run: venv image ## serve the API on http://127.0.0.1:8080 (Ctrl-C stops)
 	@mkdir -p data
 	$(BIN)/controlplane serve
 
-lint: venv ## ruff, import-linter layers, mypy (and shellcheck on the scripts when installed)
+lint: venv ## ruff, import-linter layers, mypy over the package and the tests (and shellcheck on the scripts when installed)
 	$(BIN)/ruff check controlplane tests sandbox-images
 	$(BIN)/lint-imports
-	$(BIN)/mypy controlplane
+	$(BIN)/mypy controlplane tests
 	$(BIN)/mypy sandbox-images/python/volume_clear.py sandbox-images/python/volume_sweep.py sandbox-images/python/volume_own.py
 	@if command -v shellcheck >/dev/null; then \
 		shellcheck -x scripts/*.sh sandbox-images/python/*.sh .ci/run; \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from tests.support.spaces import join, new_space, new_user
 BASE = "/api/v1/automations"
 
 
-async def full(api: httpx.AsyncClient, **extra: object) -> dict[str, object]:
+async def full(api: httpx.AsyncClient, **extra: object) -> dict[str, Any]:
     """An automation using every runnable setting, a schedule and a seed-004 workspace."""
     body = {
         "name": f"source-{uuid.uuid4().hex[:6]}",
@@ -40,8 +41,8 @@ async def full(api: httpx.AsyncClient, **extra: object) -> dict[str, object]:
     return r.json()  # type: ignore[no-any-return]
 
 
-SAME = ("description", "files", "entrypoint", "args", "env", "timeoutSeconds", "resources", "network")
-SAME += ("maxConcurrentRuns", "workspace", "runtime", "runMode", "state", "spaceId")
+SAME: tuple[str, ...] = ("description", "files", "entrypoint", "args", "env", "timeoutSeconds", "resources")
+SAME += ("network", "maxConcurrentRuns", "workspace", "runtime", "runMode", "state", "spaceId")
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -60,7 +61,7 @@ async def test_copy_duplicates_code_settings_and_schedules(
     assert copy["ownerId"] == dev_id != src["ownerId"]
     assert copy["executionToken"] != src["executionToken"] and len(copy["executionToken"]) == 64
     assert copy["version"] == 1 and "lastRun" not in copy and copy["createdAt"] >= src["createdAt"]
-    [s1], [s2] = src["schedules"], copy["schedules"]  # type: ignore[misc]
+    [s1], [s2] = src["schedules"], copy["schedules"]
     assert s1["id"] != s2["id"]
     for key in ("interval", "startAt", "timezone", "nextRunAt"):
         assert s1[key] == s2[key], key

@@ -23,7 +23,7 @@ from tests.support.platform import PlatformFactory, client_for, new_token
 
 P = "/api/v1/processes"
 BASE = "/api/v1/automations"
-PARAMS = [
+PARAMS: list[dict[str, Any]] = [
     {"name": "AD_Language", "type": "string", "mandatory": True, "description": "Language"},
     {"name": "Count", "type": "integer", "default": 3},
     {"name": "IsOnlyCentralizedData", "type": "boolean", "default": False},

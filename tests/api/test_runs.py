@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -34,11 +35,11 @@ async def test_sync_run_returns_the_finished_run(api: httpx.AsyncClient) -> None
     ],
 )
 async def test_outcomes_map_to_seed_statuses(
-    api: httpx.AsyncClient, behaviour: dict[str, object], status: str, exit_code: int, error_code: str | None
+    api: httpx.AsyncClient, behaviour: dict[str, Any], status: str, exit_code: int, error_code: str | None
 ) -> None:
     run = await run_sync(api, await make(api, **behaviour))
     assert run["status"] == status and run["exitCode"] == exit_code
-    codes = [e["code"] for e in run["error"]]  # type: ignore[attr-defined]
+    codes = [e["code"] for e in run["error"]]
     assert (error_code in codes) if error_code else codes == []
 
 
@@ -54,7 +55,7 @@ async def test_deadline_is_exceeded_limit_with_run_timeout(api: httpx.AsyncClien
     )
     run = await run_sync(api, r.json()["id"])
     assert run["status"] == "exceeded limit" and run["exitCode"] is None
-    assert run["error"][0]["code"] == "RUN_TIMEOUT"  # type: ignore[index]
+    assert run["error"][0]["code"] == "RUN_TIMEOUT"
 
 
 async def test_async_run_is_201_then_polled(api: httpx.AsyncClient) -> None:
@@ -112,7 +113,7 @@ async def test_logs_inline_limit_and_truncation(make_platform, database_url: str
 async def test_artifacts_are_listed_and_downloadable(api: httpx.AsyncClient) -> None:
     aid = await make(api, artifacts={"report.csv": "a,b\n1,2\n", "sub/dir/n.txt": "nested"})
     run = await run_sync(api, aid)
-    arts = {a["path"]: a for a in run["artifacts"]}  # type: ignore[union-attr]
+    arts = {a["path"]: a for a in run["artifacts"]}
     assert set(arts) == {"report.csv", "sub/dir/n.txt"}
     assert arts["report.csv"]["contentType"] == "text/csv" and arts["report.csv"]["size"] == 8
     listed = (await api.get(f"{BASE}/{aid}/runs/{run['id']}/artifacts")).json()

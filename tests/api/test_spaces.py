@@ -271,8 +271,9 @@ def test_migration_puts_existing_automations_into_spaces(database_url: str) -> N
     async def read() -> tuple[dict[str, str], dict[str, tuple[str, str, bool]]]:
         engine = create_async_engine(database_url)
         async with engine.connect() as conn:
-            autos = dict((await conn.execute(text("SELECT id, space_id FROM automations"))).all())
-            spaces = {
+            rows = await conn.execute(text("SELECT id, space_id FROM automations"))
+            autos: dict[str, str] = {r[0]: r[1] for r in rows}
+            spaces: dict[str, tuple[str, str, bool]] = {
                 r[0]: (r[1], r[2], bool(r[3]))
                 for r in (await conn.execute(text("SELECT id, tenant_id, name, is_default FROM spaces"))).all()
             }

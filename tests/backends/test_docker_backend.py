@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from controlplane.backends.base import (

@@ -190,9 +190,9 @@ class FakeKube:
                 self._event("DELETED", pod)
         self._event("DELETED", job)
         uid = job["metadata"]["uid"]
-        for key, obj in list(self.bundles.items()):
+        for bundle_key, obj in list(self.bundles.items()):
             if any(o["uid"] == uid for o in obj["metadata"].get("ownerReferences", [])):
-                del self.bundles[key]
+                del self.bundles[bundle_key]
         return web.json_response({"kind": "Status", "status": "Success"})
 
     async def create_bundle(self, request: web.Request) -> web.Response:

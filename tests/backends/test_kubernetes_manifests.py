@@ -58,7 +58,7 @@ CUSTOM = Settings(
 
 def _created(job: dict[str, Any]) -> dict[str, Any]:
     """The Job as the API server answers a create: with its uid."""
-    out = json.loads(json.dumps(job))
+    out: dict[str, Any] = json.loads(json.dumps(job))
     out["metadata"]["uid"] = "6c9e1f2a-0000-4000-8000-000000000001"
     return out
 
@@ -69,7 +69,7 @@ def _manifests(make_spec: SpecFactory, settings: Settings, **kw: Any) -> list[di
     return [job, bundle_manifest(spec, settings, b'{"v":1}', job=_created(job))]
 
 
-CASES = {
+CASES: dict[str, tuple[Settings, dict[str, Any]]] = {
     "default": (DEFAULT, {}),
     "custom": (CUSTOM, {"network": NetworkMode.EGRESS, "run_id": "Odd Run/ID_" + "x" * 80}),
     "api-network": (DEFAULT, {"network": NetworkMode.API}),

@@ -33,8 +33,9 @@ FAILED_JOB = {
         ],
     },
 }
+POD_NAME = "cp-run-r1-abcde"
 ENDED_POD = {
-    "metadata": {"name": "cp-run-r1-abcde", "resourceVersion": "10"},
+    "metadata": {"name": POD_NAME, "resourceVersion": "10"},
     "status": {
         "phase": "Failed",
         "containerStatuses": [
@@ -88,7 +89,7 @@ class OrderedLists:
         yield {}
 
     async def stream(self, path: str, *, query: Any = None, read_timeout: float | None = None) -> _Response:
-        assert path == f"{PODS}/{ENDED_POD['metadata']['name']}/log"
+        assert path == f"{PODS}/{POD_NAME}/log"
         return _Response(LOG)
 
 

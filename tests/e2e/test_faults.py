@@ -123,7 +123,11 @@ def test_kill_9_and_restart_reconciles_every_run(make_server: Callable[..., Serv
     queued = [srv.start_run(quick)["id"] for _ in range(2)]  # the seven in flight hold every slot
     # what the scripts printed before the crash is stored; the resumed run must not store it twice
     for rid, aid, first in ((a1, resume, b"before\n"), (a2, resume, b"before\n"), (b, exits, b"b-begin\n")):
-        wait_for(f"first line of {rid}", lambda rid=rid, aid=aid, first=first: srv.logs(aid, rid) == first, 10)
+
+        def printed(rid: str = rid, aid: str = aid, first: bytes = first) -> bool:
+            return bool(srv.logs(aid, rid) == first)
+
+        wait_for(f"first line of {rid}", printed, 10)
     started = {rid: srv.get_run(aid, rid) for rid, aid in live.items()}
     assert all(r["status"] == "running" for r in started.values()), started
     assert [srv.get_run(quick, q)["status"] for q in queued] == ["queued", "queued"]
@@ -378,7 +382,7 @@ def test_database_outage_is_503_and_heals_without_a_restart(
     assert srv.run_sync(quick)["status"] == "finished"
 
     for mode in ("blackhole", "refuse"):
-        pg_proxy.cut(mode)  # type: ignore[arg-type]
+        pg_proxy.cut(mode)
         requests = [
             ("GET", BASE, None),
             ("GET", f"{BASE}/{quick}/runs", None),

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -76,7 +76,8 @@ async def observe(backend: Backend, spec: RunSpec, *, deadline: float = RUN_TIME
     except TimeoutError:
         seen.timed_out = True
         if handle is None:  # the deadline passed during launch: the engine stops by the run's id
-            handle = RunHandle(spec.run_id, spec.tenant_id, backend.settings.container_prefix + spec.run_id)
+            prefix = cast(Any, backend).settings.container_prefix  # both engines' backends have settings
+            handle = RunHandle(spec.run_id, spec.tenant_id, prefix + spec.run_id)
         await backend.stop(handle)  # what the engine does past a run's deadline
         return seen
     if seen.response is not None:

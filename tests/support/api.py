@@ -12,7 +12,7 @@ def assert_envelope(resp: httpx.Response, status: int, code: str | None = None) 
     doc = resp.json()
     assert set(doc) == {"errors", "traceId"}
     assert doc["traceId"] == resp.headers["x-request-id"]
-    first = doc["errors"][0]
+    first: dict[str, object] = doc["errors"][0]
     assert {"code", "title"} <= set(first)
     if code:
         assert first["code"] == code, first

@@ -81,6 +81,12 @@ def docker_names(prefix: str) -> list[str]:
 class Server:
     """One control plane process (restartable on the same data directory) plus the helpers tests use."""
 
+    data_dir: Path
+    token: str
+    prefix: str
+    database_url: str
+    settings_env: dict[str, str]
+
     def __init__(
         self,
         workdir: Path,
@@ -237,7 +243,7 @@ class Server:
 
     def settings(self) -> Settings:
         fields = Settings.model_fields
-        values = {k[3:].lower(): v for k, v in self.settings_env.items() if k[3:].lower() in fields}
+        values: dict[str, Any] = {k[3:].lower(): v for k, v in self.settings_env.items() if k[3:].lower() in fields}
         return Settings(**values)
 
     def tenant_ids(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 
@@ -13,17 +14,18 @@ from controlplane.services.platform import Platform
 BASE = "/api/v1/automations"
 
 
-async def make(api: httpx.AsyncClient, name: str = "fake", **behaviour: object) -> str:
+async def make(api: httpx.AsyncClient, name: str = "fake", **behaviour: Any) -> str:
     files = {"main.py": "print('real code is ignored by the fake backend')", "fake.json": json.dumps(behaviour)}
     r = await api.post(BASE, json={"name": name, "files": files, "entrypoint": "main.py"})
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
 
-async def run_sync(api: httpx.AsyncClient, automation_id: str, **body: object) -> dict[str, object]:
+async def run_sync(api: httpx.AsyncClient, automation_id: str, **body: object) -> dict[str, Any]:
     r = await api.post(f"{BASE}/{automation_id}/runs", json={"context": "api_sync", **body})
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    run: dict[str, Any] = r.json()
+    return run
 
 
 async def status_of(api: httpx.AsyncClient, aid: str, run_id: str) -> dict[str, object]:
