@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from controlplane.core import execargs
 from controlplane.core.schemas.wire import Wire
 
 
@@ -26,14 +25,6 @@ class TokenPublic(Wire):
 
 class VariableUpdate(Wire):
     value: str = Field(description="The value (a secret's is never returned once written).")
-
-    @field_validator("value")
-    @classmethod
-    def _execable(cls, v: str) -> str:
-        why = execargs.problem(env={"value": v})  # every run gets it in its environment
-        if why:
-            raise ValueError(why.replace("env value ", "the value "))
-        return v
 
 
 class VariablePublic(Wire):
