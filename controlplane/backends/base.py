@@ -28,6 +28,7 @@ LABEL_MANAGED = "io.controlplane.managed"
 LABEL_RUN = "io.controlplane.run-id"
 LABEL_TENANT = "io.controlplane.tenant-id"
 LABEL_AUTOMATION = "io.controlplane.automation-id"
+LABEL_INSTALLATION = "io.controlplane.installation"  # which installation made it (store/installation.py)
 
 # Layout inside every sandbox (the image and the runner agree on these paths).
 SANDBOX_WORK = "/work"  # tmpfs: code/, outputs/, home/, input
@@ -70,16 +71,19 @@ class RunSpec:
     outputs_max_files: int = 100
     outputs_max_bytes: int = 20 * 1024 * 1024
     labels: Mapping[str, str] = field(default_factory=dict)
+    installation: str = ""  # set by the backend that launches it (Backend.installation)
 
     def sandbox_labels(self) -> dict[str, str]:
-        """What marks a sandbox as this run's on every engine: its own labels plus managed, run, tenant and
-        automation (which the platform's win over any of the same name)."""
+        """What marks a sandbox as this run's on every engine: its own labels plus managed, run, tenant,
+        automation and installation (which the platform's win over any of the same name)."""
+        mine = {LABEL_INSTALLATION: self.installation} if self.installation else {}
         return {
             **self.labels,
             LABEL_MANAGED: "true",
             LABEL_RUN: self.run_id,
             LABEL_TENANT: self.tenant_id,
             LABEL_AUTOMATION: self.automation_id,
+            **mine,
         }
 
     def bundle(self, *, linger_seconds: float) -> bytes:
@@ -214,6 +218,16 @@ class SingleUseExecution(Execution):
 
 class Backend(abc.ABC):
     name: str = "abstract"
+    # This installation's id (set by the platform before prepare()): every sandbox carries it as a label,
+    # and list_sandboxes() leaves out those another installation made, so installations sharing an engine
+    # (and a container prefix) never sweep each other's. Empty: unscoped (a backend used on its own).
+    installation: str = ""
+
+    def is_mine(self, labels: Mapping[str, str]) -> bool:
+        """Whether a managed sandbox with these labels is this installation's: it carries our id, or none
+        at all (made before installations had ids: still ours to re-attach after an upgrade)."""
+        theirs = labels.get(LABEL_INSTALLATION, "")
+        return not self.installation or theirs in ("", self.installation)
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -125,6 +125,7 @@ class ErrorCode(enum.StrEnum):
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NON_ZERO_EXIT = "NON_ZERO_EXIT"
     KILLED_BY_SIGNAL = "KILLED_BY_SIGNAL"
+    SANDBOX_KILLED = "SANDBOX_KILLED"  # the sandbox itself was killed from outside: not the script's doing
     LAUNCH_FAILED = "LAUNCH_FAILED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     RUN_LOST = "RUN_LOST"

@@ -45,6 +45,16 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Installation(Base):
+    """The one row naming this installation: its replicas share the id and label every sandbox with it, so
+    two installations on one engine never take each other's sandboxes for their own."""
+
+    __tablename__ = "installation"
+    key: Mapped[str] = mapped_column(String(16), primary_key=True, default="this")
+    id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Replica(Base):
     """One running control-plane process; its heartbeat says whether the runs it claimed are looked after."""
 

@@ -31,6 +31,7 @@ from controlplane.services.tenancy import secrets
 from controlplane.services.tenancy import tenants as tenancy
 from controlplane.services.tenancy.ratelimit import RateLimiter
 from controlplane.services.upkeep.housekeeping import Housekeeper
+from controlplane.store import installation as installation_store
 from controlplane.store import tenants as tenant_store
 
 log = logging.getLogger("controlplane")
@@ -76,6 +77,7 @@ class Platform:
         )
         sessions = session_factory(db)
         backend = backend or get_backend(settings.backend, settings)
+        backend.installation = await installation_store.ensure(sessions)  # scopes its sandboxes and sweeps
         await backend.prepare()
         replicas = Replicas(settings, sessions, new_replica_id())
         await replicas.register()

@@ -85,3 +85,17 @@ def test_lost_is_a_run_lost_failure() -> None:
         "title": "The run was lost",
         "detail": "gone",
     }
+
+
+@pytest.mark.parametrize("exit_code", [137, 143])
+def test_a_sandbox_killed_from_outside_is_not_the_scripts_failure(exit_code: int) -> None:
+    """No Exited frame from the runner and the engine says SIGKILL/SIGTERM: someone killed the sandbox
+    (another installation's sweep once did), which must not read as the script's NON_ZERO_EXIT."""
+    status, code, errors = decide(Supervision(outcome=outcome(exit_code)), stderr_bytes=0, timeout=5)
+    assert (status, code, codes(errors)) == (RunStatus.FAILED, exit_code, ["SANDBOX_KILLED"])
+
+
+def test_a_script_that_exits_137_itself_is_its_own_failure() -> None:
+    exited = p.Exited(exit_code=137, signal=None, oom_killed=False, cpu_seconds=0.0, max_rss_bytes=0)
+    status, code, errors = decide(Supervision(exited=exited, outcome=outcome(137)), stderr_bytes=0, timeout=5)
+    assert (status, code, codes(errors)) == (RunStatus.FAILED, 137, ["NON_ZERO_EXIT"])

@@ -18,6 +18,7 @@ import logging
 import socket
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import docker
@@ -151,6 +152,7 @@ class DockerBackend(Backend):
     # --- launch ------------------------------------------------------------------------------------
 
     async def launch(self, spec: RunSpec) -> Execution:
+        spec = replace(spec, installation=self.installation)
         await self._plug_in()
         if spec.network == NetworkMode.NONE:
             network = "none"
@@ -299,6 +301,7 @@ class DockerBackend(Backend):
         # only this control plane's (by name prefix): another one on the same engine is not ours to reconcile
         mine = "/" + self.settings.container_prefix
         found = [c for c in found if any(str(n).startswith(mine) for n in c.get("Names") or [])]
+        found = [c for c in found if self.is_mine(c.get("Labels") or {})]  # not another installation's
         infos = await asyncio.gather(*(self.engine.inspect(str(c["Id"])) for c in found))
         return [_sandbox_info(info) for info in infos if info is not None]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,6 @@ from controlplane.core.settings import Settings
 from controlplane.core.states import NetworkMode
 
 log = logging.getLogger(__name__)
-
-MANAGED = f"{base.LABEL_MANAGED}=true"
 
 
 class KubernetesBackend(Backend):
@@ -87,6 +86,7 @@ class KubernetesBackend(Backend):
         return "configmaps" if self.settings.k8s_bundle_kind == "ConfigMap" else "secrets"
 
     async def launch(self, spec: RunSpec) -> Execution:
+        spec = replace(spec, installation=self.installation)
         bundle = spec.bundle(linger_seconds=0)  # no engine stats to read after the Exited frame
         check_bundle_size(bundle)
         manifest = job_manifest(spec, self.settings)
@@ -181,7 +181,7 @@ class KubernetesBackend(Backend):
     async def list_sandboxes(self) -> list[SandboxInfo]:
         per_tenant = self.settings.k8s_namespace_per_tenant
         ns = self.settings.k8s_namespace
-        query = {"labelSelector": MANAGED}
+        query = {"labelSelector": f"{base.LABEL_MANAGED}=true"}
         jobs_path = "/apis/batch/v1/jobs" if per_tenant else f"/apis/batch/v1/namespaces/{ns}/jobs"
         pods_path = "/api/v1/pods" if per_tenant else f"/api/v1/namespaces/{ns}/pods"
         jobs = (await self.client.request("GET", jobs_path, query=query)).get("items") or []
@@ -202,6 +202,8 @@ class KubernetesBackend(Backend):
             if meta.get("deletionTimestamp"):
                 continue  # already on its way out (foreground deletion in progress)
             labels = meta.get("labels") or {}
+            if not self.is_mine(labels):
+                continue  # another installation's
             pod = by_run.get((space, str(labels.get(base.LABEL_RUN))))
             found.append(_sandbox_info(job, pod))
         return found

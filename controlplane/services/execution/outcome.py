@@ -12,6 +12,8 @@ from controlplane.backends.base import Outcome, RunHandle
 from controlplane.core.errors import ControlPlaneError, RunLost
 from controlplane.core.states import ErrorCode, RunStatus
 
+KILLED_FROM_OUTSIDE = (137, 143)  # SIGKILL, SIGTERM of the sandbox's own process
+
 
 def err(code: ErrorCode | str, title: str, detail: str | None = None) -> dict[str, Any]:
     """One entry of a run's ``error`` list."""
@@ -73,6 +75,10 @@ def decide(sup: Supervision, *, stderr_bytes: int, timeout: int) -> tuple[RunSta
     exit_code = out.exit_code
     if exit_code == 0:
         return (RunStatus.FINISHED_WITH_WARNINGS if stderr_bytes > 0 else RunStatus.FINISHED), 0, notes
+    if sup.exited is None and exit_code in KILLED_FROM_OUTSIDE:
+        # the runner never reported: the sandbox as a whole was killed (docker kill, a sweep, the node)
+        why = f"the sandbox ended with {exit_code} before the runner reported the script's exit"
+        return RunStatus.FAILED, exit_code, [err(ErrorCode.SANDBOX_KILLED, "The sandbox was killed", why), *notes]
     if sup.exited is not None and sup.exited.signal:
         return (
             RunStatus.FAILED,
