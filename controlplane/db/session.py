@@ -41,9 +41,14 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> Asy
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")  # first: what follows may wait for another writer
+            # switching to WAL takes the database's lock and is refused outright (no busy wait) while another
+            # connection writes; once the file is in WAL (persistent) a new connection has nothing to switch
+            cur.execute("PRAGMA journal_mode")
+            mode = cur.fetchone()
+            if str(mode[0] if mode else "").lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

@@ -46,6 +46,23 @@ def frames_of(out: bytes) -> list[Any]:
     return frames
 
 
+def run_runner(
+    tmp_path: Path, work: Path, bundle: bytes
+) -> tuple[subprocess.CompletedProcess[bytes], list[Any], bytes]:
+    """runner.py as a process over ``bundle`` (a file, as on Kubernetes): its exit, frames and stderr."""
+    (tmp_path / "bundle.json").write_bytes(bundle)
+    proc = subprocess.run(
+        [sys.executable, "-I", str(IMAGE_DIR / "runner.py"), "--bundle", str(tmp_path / "bundle.json")],
+        env={"CP_RUNNER_WORK": str(work), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    frames = frames_of(proc.stdout)
+    stderr = b"".join(f.data for f in frames if isinstance(f, Output) and f.stream == "stderr")
+    return proc, frames, stderr
+
+
 def test_magic_is_the_same_on_both_sides(runner: ModuleType) -> None:
     assert runner.REQUEST_MAGIC == REQUEST_MAGIC
 
@@ -94,16 +111,7 @@ def test_a_script_answers_through_the_helper(tmp_path: Path) -> None:
         max_bytes=1 << 20,
         linger_seconds=0,
     )
-    (tmp_path / "bundle.json").write_bytes(bundle)
-    proc = subprocess.run(
-        [sys.executable, "-I", str(IMAGE_DIR / "runner.py"), "--bundle", str(tmp_path / "bundle.json")],
-        env={"CP_RUNNER_WORK": str(work), "PATH": os.environ["PATH"]},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    frames = frames_of(proc.stdout)
-    stderr = b"".join(f.data for f in frames if isinstance(f, Output) and f.stream == "stderr")
+    proc, frames, stderr = run_runner(tmp_path, work, bundle)
     assert proc.returncode == 0, (stderr, proc.stderr)
     heads = [f for f in frames if isinstance(f, ResponseHead)]
     assert len(heads) == 1 and (heads[0].status, heads[0].content_type) == ("203", "application/x-seen")
@@ -212,16 +220,7 @@ def test_a_script_that_cannot_start_is_reported(tmp_path: Path, args: list[str],
         max_bytes=1 << 20,
         linger_seconds=0,
     )
-    (tmp_path / "bundle.json").write_bytes(bundle)
-    proc = subprocess.run(
-        [sys.executable, "-I", str(IMAGE_DIR / "runner.py"), "--bundle", str(tmp_path / "bundle.json")],
-        env={"CP_RUNNER_WORK": str(work), "PATH": os.environ["PATH"]},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    frames = frames_of(proc.stdout)
-    stderr = b"".join(f.data for f in frames if isinstance(f, Output) and f.stream == "stderr")
+    proc, frames, stderr = run_runner(tmp_path, work, bundle)
     assert proc.returncode == 127
     assert b"cannot start the script" in stderr and said.encode() in stderr
     assert [f.exit_code for f in frames if isinstance(f, Exited)] == [127]
